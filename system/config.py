@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from system.dynamics import DynamicsConfig
+from system.dynamics_train import DynamicsTrainConfig
+from system.generation import GenerationConfig
 from system.typed_config import ConfigError, load_config
 
 
@@ -28,6 +31,9 @@ class Config:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    dynamics_train: DynamicsTrainConfig = field(default_factory=DynamicsTrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
 
 def load(argv: list[str]) -> Config:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 from system.dynamics import Dynamics, DynamicsConfig
@@ -47,3 +48,13 @@ def random_actions(batch: int, frames: int, space=TOY_SPACE, generator=None, unl
         drop = torch.rand(batch, frames, 1, generator=generator) < unlabeled
         actions = torch.where(drop, torch.full_like(actions, -1), actions)
     return actions
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one intra-op thread (thread hand-off dominates), and a busy neighbour
+    process on a 2-core box then cannot stall every small matmul. Test modules import this fixture."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

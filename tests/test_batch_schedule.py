@@ -6,7 +6,7 @@ import torch
 from system.batch_schedule import BatchSchedule, BatchScheduleConfig, split_images
 from system.dynamics_train import DynamicsTrainConfig, DynamicsTrainer, sample_windows
 from system.shortcut import ShortcutConfig
-from helpers_dynamics import random_actions, tiny_model
+from helpers_dynamics import one_thread, random_actions, tiny_model  # noqa: F401 (one_thread: autouse fixture)
 
 
 def test_paper_defaults_and_alternation():

@@ -6,7 +6,8 @@ import torch
 from system.actions_embed import ActionEmbedding
 from system.dynamics import Dynamics, DynamicsConfig
 from system.shortcut import ShortcutConfig, noise_latents, shortcut_loss
-from helpers_dynamics import TOY_SPACE, Component, Space, random_actions, tiny_config, tiny_model
+from helpers_dynamics import one_thread  # noqa: F401 (autouse fixture)
+from helpers_dynamics import TOY_SPACE, Component, Space, random_actions, tiny_model
 
 N_Z, D_Z = 4, 8  # tiny_config: N_b = 8 latents of D_b = 4 packed into N_z = 4 tokens of 8
 

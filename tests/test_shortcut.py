@@ -8,6 +8,7 @@ import torch
 from system.dynamics import DynamicsOutput
 from system.shortcut import (ShortcutConfig, bootstrap_target, noise_latents, num_bootstrap_rows, ramp_weight,
                              sample_signal, shortcut_loss)
+from helpers_dynamics import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
 
 
 class StandIn:
@@ -94,7 +95,6 @@ def test_noising_convention():
 
 def test_bootstrap_target_carries_no_gradient():
     torch.manual_seed(0)
-    from helpers_dynamics import tiny_model
     model = tiny_model(k_max=16)
     z = torch.randn(2, 3, 4, 8)
     tau, d = torch.full((2, 3), 0.5), torch.full((2, 3), 0.25)
