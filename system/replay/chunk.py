@@ -165,7 +165,7 @@ def validate(chunk: Chunk) -> None:
         raise ChunkError(f"{where}: is_last = {chunk.is_last!r} must be a bool")
     if chunk.actions.min() < -1:
         index = np.unravel_index(np.argmin(chunk.actions), chunk.actions.shape)
-        raise ChunkError(f"{where}: actions{list(index)} = {chunk.actions[index]}: labels are >= 0, -1 = none")
+        raise ChunkError(f"{where}: actions[{index[0]}, {index[1]}] = {chunk.actions[index]}: labels are >= 0, -1 = none")
     if not np.isfinite(chunk.rewards).all():
         index = int(np.flatnonzero(~np.isfinite(chunk.rewards))[0])
         raise ChunkError(f"{where}: rewards[{index}] = {chunk.rewards[index]} is not finite")

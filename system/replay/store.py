@@ -193,7 +193,10 @@ class ReplayStore(abc.ABC):
                 raise ValueError(f"{name} = {value!r} must be a positive integer")
         if not 0 <= recency < 1e6:
             raise ValueError(f"recency = {recency!r} must be >= 0 (0 = uniform)")
-        self.table_config(table)  # unknown table: KeyError before any waiting
+        if counted:  # also raises KeyError for an unknown table, before any waiting
+            self.limiter(table).check_fits(insert_steps=1, sample_steps=batch_size * length)
+        else:
+            self.table_config(table)
         deadline = self._deadline(timeout)
         sequences: list[Sequence] = []
         layout = None
