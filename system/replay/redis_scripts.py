@@ -106,7 +106,7 @@ return {'inserted', seq, evicted}
 # MULTI/EXEC and drops any sequence whose chunk was evicted in between (chunk keys are never reused).
 # KEYS: info, index. ARGV: base, T, recency, counted (1/0), want, then pairs of uniforms (u_chunk, u_offset).
 # Returns {'limited'} or {'ok', layout, then per sequence: episode, start, task, n_pieces,
-#          n_pieces x (seq, first_step, end_step, payload_start)}.
+#          n_pieces x (seq, first_step, end_step, payload_start, chunk_length)}.
 SAMPLE = _COMMON + """
 local info, index = KEYS[1], KEYS[2]
 local base, T, recency, counted, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1',
@@ -124,7 +124,7 @@ for i = 6, #ARGV - 1, 2 do
   local offset = math.floor(tonumber(ARGV[i + 1]) * c.max_len)
   if first and offset < first.length then
     local stop = math.min(first.length, offset + T)
-    local pieces = {seq, offset, stop, first.payload}
+    local pieces = {seq, offset, stop, first.payload, first.length}
     local need, next_offset = T - (stop - offset), first.offset + first.length
     local chunks = base .. ':ep:' .. first.episode
     while need > 0 do
@@ -132,12 +132,12 @@ for i = 6, #ARGV - 1, 2 do
       local entry = parse_entry(next_seq and redis.call('HGET', index, next_seq))
       if not entry or entry.offset ~= next_offset then break end
       local take = math.min(need, entry.length)
-      for _, v in ipairs({tonumber(next_seq), 0, take, entry.payload}) do pieces[#pieces + 1] = v end
+      for _, v in ipairs({tonumber(next_seq), 0, take, entry.payload, entry.length}) do pieces[#pieces + 1] = v end
       need, next_offset = need - take, next_offset + entry.length
     end
     if need == 0 then
       found = found + 1
-      for _, v in ipairs({first.episode, first.offset + offset, first.task, #pieces / 4}) do out[#out + 1] = v end
+      for _, v in ipairs({first.episode, first.offset + offset, first.task, #pieces / 5}) do out[#out + 1] = v end
       for _, v in ipairs(pieces) do out[#out + 1] = v end
     end
   end

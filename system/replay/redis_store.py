@@ -157,19 +157,21 @@ class RedisStore(ReplayStore):
         record = layout.record_size
         pipe = self.client.pipeline(transaction=True)
         for _, _, _, pieces in plans:
-            for seq, first, end, start in pieces:
+            for seq, first, end, start, _ in pieces:
+                pipe.strlen(f"{base}:chunk:{seq}")
                 pipe.getrange(f"{base}:chunk:{seq}", start + first * record, start + end * record - 1)
-        values = iter(pipe.execute())
+        replies = iter(pipe.execute())
         found, dropped = [], 0
         for episode_id, step, task_id, pieces in plans:
             records = []
-            for (seq, first, end, _), value in zip(pieces, values):
-                if len(value) == (end - first) * record:
+            for seq, first, end, start, chunk_length in pieces:
+                size, value = next(replies), next(replies)
+                if size == start + chunk_length * record and len(value) == (end - first) * record:
                     records.append(np.frombuffer(value, dtype=layout.record_dtype))
-                elif value:  # a value of the wrong size at a chunk key: not ours, or corrupt
+                elif size:  # a value of the wrong size at a chunk key: not ours, or corrupt (0: evicted)
                     self.malformed_skipped += 1
-                    log.warning("skipping a sequence: %s holds %d bytes where %d step records (%d bytes) belong",
-                                f"{base}:chunk:{seq}", len(value), end - first, (end - first) * record)
+                    log.warning("skipping a sequence: %s holds %d bytes, the index says %d", f"{base}:chunk:{seq}",
+                                size, start + chunk_length * record)
             if len(records) == len(pieces):
                 found.append(Sequence(episode_id, step, task_id, records))
             else:
@@ -230,13 +232,13 @@ def _parse_entry(entry: bytes, where: str) -> tuple[int, int, int, int, str]:
         raise ChunkFormatError(f"{where}: malformed index entry {entry[:80]!r}") from None
 
 
-def _parse_plans(flat: list) -> list[tuple[str, int, int, list[tuple[int, int, int, int]]]]:
+def _parse_plans(flat: list) -> list[tuple[str, int, int, list[tuple[int, int, int, int, int]]]]:
     """Unflattens the SAMPLE script's reply into (episode_id, start, task_id, pieces) per sequence."""
     plans, i = [], 0
     while i < len(flat):
         episode_id, start, task_id, count = flat[i].decode("ascii"), int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
         i += 4
-        pieces = [tuple(int(x) for x in flat[i + 4 * k:i + 4 * k + 4]) for k in range(count)]
-        i += 4 * count
+        pieces = [tuple(int(x) for x in flat[i + 5 * k:i + 5 * k + 5]) for k in range(count)]
+        i += 5 * count
         plans.append((episode_id, start, task_id, pieces))
     return plans
