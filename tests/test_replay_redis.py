@@ -228,3 +228,13 @@ def test_concurrent_writers_and_readers_never_see_torn_or_lost_chunks(redis_serv
     assert client.hlen("d4:{real}:index") == stats.chunks
     assert len(list(client.scan_iter("d4:{real}:chunk:*"))) == stats.chunks
     assert list(client.scan_iter("d4:{real}:staging:*")) == []
+
+
+def test_the_store_reloads_its_scripts_after_a_script_flush(redis_server):
+    store = redis_store(redis_server)
+    store.add("real", synthetic_chunk("ep", 0, 8))
+    redis_server.client().script_flush()  # what a restarted server without the scripts looks like
+    assert store.add("real", synthetic_chunk("ep", 8, 8)).inserted
+    redis_server.client().script_flush()
+    check_batch_content(store.sample("real", 4, 12))
+    assert list(redis_server.client().scan_iter("d4:{real}:staging:*")) == []

@@ -205,3 +205,16 @@ def test_bad_input_is_refused_and_leaves_the_store_intact(make_test_store):
     assert store.stats("real") == before
     assert store.episode_chunks("real", "ep") == [(0, 8)] and store.episode_steps("real", "big") == 0
     assert np.array_equal(store.get_chunk("real", "ep", 0).frames, good.frames)
+
+
+def test_add_many_commits_each_chunk_on_its_own(make_test_store):
+    store = make_test_store(capacity_steps=24)
+    store.add("real", synthetic_chunk("a", 0, 8))
+    results = store.add_many("real", [synthetic_chunk("a", 0, 8), synthetic_chunk("a", 8, 8),
+                                      synthetic_chunk("b", 0, 8), synthetic_chunk("b", 8, 8)])
+    assert [r.inserted for r in results] == [False, True, True, True]
+    assert [r.evicted_chunks for r in results] == [0, 0, 0, 1]  # the fourth pushes out the oldest
+    assert store.episode_chunks("real", "a") == [(8, 8)] and store.episode_steps("real", "b") == 16
+    with pytest.raises(ChunkError, match="add_many: chunk .* has step layout 8x8x1a2"):
+        store.add_many("real", [synthetic_chunk("c", 0, 8), synthetic_chunk("d", 0, 8, frame_shape=(8, 8, 1))])
+    assert store.episode_steps("real", "c") == 0, "nothing of a refused batch is stored"

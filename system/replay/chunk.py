@@ -127,9 +127,12 @@ class Chunk:
     def records(self) -> np.ndarray:
         """The steps as packed records, shape (T,) with the layout's record dtype."""
         out = np.empty(self.length, dtype=self.layout.record_dtype)
+        self.write_records(out)
+        return out
+
+    def write_records(self, out: np.ndarray) -> None:
         out["frame"], out["action"], out["reward"], out["terminal"] = (
             self.frames, self.actions, self.rewards, self.terminals)
-        return out
 
 
 def validate(chunk: Chunk) -> None:
@@ -180,21 +183,29 @@ def validate(chunk: Chunk) -> None:
                          f"(got actions[0] = {chunk.actions[0].tolist()}, rewards[0] = {chunk.rewards[0]})")
 
 
-def encode_chunk(chunk: Chunk, max_bytes: int | None = None) -> bytes:
-    """Header plus packed step records; ChunkError when the result would exceed `max_bytes`."""
-    layout = chunk.layout
-    size = chunk.length * layout.record_size
-    if max_bytes is not None and size > max_bytes:
+def check_size(chunk: Chunk, max_bytes: int) -> None:
+    """ChunkError when the chunk's step records exceed `max_bytes` (the store's max_chunk_bytes)."""
+    size = chunk.length * chunk.layout.record_size
+    if size > max_bytes:
         raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) is {size} bytes, "
                          f"over the limit max_chunk_bytes = {max_bytes}: write shorter chunks")
+
+
+def encode_chunk(chunk: Chunk) -> bytearray:
+    """Header plus packed step records, written straight into one buffer (the chunk is copied once)."""
     header = json.dumps({
         "episode_id": chunk.episode_id, "step_offset": int(chunk.step_offset), "task_id": int(chunk.task_id),
-        "is_last": bool(chunk.is_last), "length": chunk.length, "fields": layout.fields(),
+        "is_last": bool(chunk.is_last), "length": chunk.length, "fields": chunk.layout.fields(),
     }, separators=(",", ":")).encode("ascii")
-    return b"".join([_PREFIX.pack(MAGIC, SCHEMA_VERSION, len(header)), header, chunk.records().data])
+    start = _PREFIX.size + len(header)
+    out = bytearray(start + chunk.length * chunk.layout.record_size)
+    _PREFIX.pack_into(out, 0, MAGIC, SCHEMA_VERSION, len(header))
+    out[_PREFIX.size:start] = header
+    chunk.write_records(np.frombuffer(out, dtype=chunk.layout.record_dtype, offset=start))
+    return out
 
 
-def payload_start(blob: bytes) -> int:
+def payload_start(blob: bytes | bytearray) -> int:
     """Byte offset of the first step record in an encoded chunk."""
     return _PREFIX.size + _PREFIX.unpack_from(blob)[2]
 

@@ -21,8 +21,8 @@ import numpy as np
 import redis
 
 from system.replay import redis_scripts
-from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, decode_chunk, encode_chunk, \
-    payload_start
+from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, check_size, decode_chunk, \
+    encode_chunk, payload_start
 from system.replay.config import ReplayConfig
 from system.replay.store import AddResult, ReplayError, ReplayStore, Sequence, TableStats
 
@@ -114,23 +114,43 @@ class RedisStore(ReplayStore):
                                   "another replay.key_prefix, or delete the old table's keys")
         self._ready.add(table)
 
-    def _try_add(self, table: str, chunk: Chunk) -> AddResult | None:
+    def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]:
         self._ensure_table(table)
         info, index = self._keys(table)
         base = self._base(table)
-        length = chunk.length
         if self.table_config(table).samples_per_insert > 0:
-            # Ask first, so a blocked writer does not ship (and log to the AOF) its chunk on every retry.
-            if not self._can_insert(keys=[info], args=[length]):
-                return None
-        blob = encode_chunk(chunk, self.cfg.max_chunk_bytes)
-        staging = f"{base}:staging:{uuid.uuid4().hex}"
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(staging, blob, px=STAGING_TTL_MS)
-        self._commit(keys=[info, index, f"{base}:ep:{chunk.episode_id}", staging],
-                     args=[base, chunk.episode_id, int(chunk.step_offset), length, payload_start(blob),
-                           int(chunk.task_id), chunk.layout.key()], client=pipe)
-        status, *rest = pipe.execute()[1]
+            # Ask first, so a blocked writer does not ship (and log to the AOF) its chunks on every retry.
+            if not self._can_insert(keys=[info], args=[min(c.length for c in chunks)]):
+                return [None] * len(chunks)
+        staged = []
+        for chunk in chunks:
+            check_size(chunk, self.cfg.max_chunk_bytes)
+            blob = encode_chunk(chunk)
+            staging = f"{base}:staging:{uuid.uuid4().hex}"
+            keys = [info, index, f"{base}:ep:{chunk.episode_id}", staging]
+            args = [base, chunk.episode_id, int(chunk.step_offset), chunk.length, payload_start(blob),
+                    int(chunk.task_id), chunk.layout.key()]
+            staged.append((staging, blob, keys, args))
+        for attempt in range(2):
+            # EVALSHA directly: a redis-py Script in a pipeline costs an extra SCRIPT EXISTS round trip.
+            pipe = self.client.pipeline(transaction=True)
+            for staging, blob, keys, args in staged:
+                pipe.set(staging, blob, px=STAGING_TTL_MS)
+                pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
+            try:
+                replies = pipe.execute()[1::2]
+                break
+            except redis.exceptions.NoScriptError:
+                if attempt:
+                    raise
+                # The server forgot the script (restart, SCRIPT FLUSH): load it and redo the whole transaction;
+                # the staged values are simply overwritten under the same names.
+                self._commit.sha = self.client.script_load(redis_scripts.COMMIT)
+        return [self._add_result(table, chunk, reply) for chunk, reply in zip(chunks, replies)]
+
+    @staticmethod
+    def _add_result(table: str, chunk: Chunk, reply: list) -> AddResult | None:
+        status, *rest = reply
         if status == b"inserted":
             return AddResult(inserted=True, seq=int(rest[0]), evicted_chunks=int(rest[1]))
         if status == b"duplicate":
