@@ -132,24 +132,28 @@ class RedisStore(ReplayStore):
                     int(chunk.task_id), chunk.layout.key()]
             staged.append((staging, blob, keys, args))
         for attempt in range(2):
+            # One pipeline of per-chunk MULTI/EXEC blocks: each chunk is atomic on its own, and Redis works on
+            # one block while the next is still arriving (one big transaction would serialise the two).
             # EVALSHA directly: a redis-py Script in a pipeline costs an extra SCRIPT EXISTS round trip.
-            pipe = self.client.pipeline(transaction=True)
+            pipe = self.client.pipeline(transaction=False)
             for staging, blob, keys, args in staged:
-                pipe.set(staging, blob, px=STAGING_TTL_MS)
-                pipe.evalsha(self._commit.sha, len(keys), *keys, *args)
-            try:
-                replies = pipe.execute()[1::2]
+                pipe.execute_command("MULTI")
+                pipe.execute_command("SET", staging, blob, "PX", STAGING_TTL_MS)
+                pipe.execute_command("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+                pipe.execute_command("EXEC")
+            replies = [r if isinstance(r, Exception) else r[1] for r in pipe.execute(raise_on_error=False)[3::4]]
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
                 break
-            except redis.exceptions.NoScriptError:
-                if attempt:
-                    raise
-                # The server forgot the script (restart, SCRIPT FLUSH): load it and redo the whole transaction;
-                # the staged values are simply overwritten under the same names.
-                self._commit.sha = self.client.script_load(redis_scripts.COMMIT)
+            # The server forgot the script (restart, SCRIPT FLUSH): load it and redo the whole batch; the
+            # staged values are overwritten under the same names, committed chunks report as duplicates.
+            self._commit.sha = self.client.script_load(redis_scripts.COMMIT)
         return [self._add_result(table, chunk, reply) for chunk, reply in zip(chunks, replies)]
 
     @staticmethod
-    def _add_result(table: str, chunk: Chunk, reply: list) -> AddResult | None:
+    def _add_result(table: str, chunk: Chunk, reply) -> AddResult | None:
+        if isinstance(reply, Exception):
+            raise ReplayError(f"committing chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) "
+                              f"failed: {reply}")
         status, *rest = reply
         if status == b"inserted":
             return AddResult(inserted=True, seq=int(rest[0]), evicted_chunks=int(rest[1]))
