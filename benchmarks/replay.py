@@ -1,6 +1,6 @@
 """Replay store throughput beside plain redis-py on the same server, with the same bytes, in the same run.
 
-    python benchmarks/replay.py [--chunks 512] [--batches 64] [--aof on|off] [--appendfsync everysec]
+    python benchmarks/replay.py [--repeats 5] [--chunks 256] [--batches 64] [--aof on|off] [--appendfsync everysec]
 
 Starts a local redis-server as a run does (loopback, password, AOF into a temporary run directory), then
 measures, interleaving the contenders batch by batch so that they share the server's and the disk's state:
@@ -9,8 +9,9 @@ measures, interleaving the contenders batch by batch so that they share the serv
 - sampling: raw pipelined GET of B random whole chunks vs `store.sample(B, T)` (B sequences of T steps as
   numpy arrays, usually spanning two chunks and read with GETRANGE). Both move B x 64 steps of bytes.
 Both key spaces hold the same number of chunks (the store evicts FIFO, the raw keys are overwritten in a ring).
-Figures are MB/s of chunk bytes (total bytes / total time) and sequences/s; ratios are store / raw. Progress
-goes to stderr; the last stdout line is one JSON object.
+Figures are MB/s of chunk bytes (total bytes / total time within a repeat) and sequences/s, each the median
+over repeats; ratios are store / raw of those medians. Progress goes to stderr; the last stdout line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -73,11 +75,17 @@ class Clock:
     def per_s(self, name):
         return round(self.items[name] / self.seconds[name], 1)
 
+    def figures(self) -> dict[str, float]:
+        out = {f"{name}_mb_s": self.mb_s(name) for name in self.seconds}
+        out.update({f"{name}_seq_s": self.per_s(name) for name in self.seconds if "sample" in name})
+        return out
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=512, help="chunks ingested per contender")
-    parser.add_argument("--batches", type=int, default=64, help="sample batches per contender")
+    parser.add_argument("--repeats", type=int, default=5, help="figures are medians over repeats")
+    parser.add_argument("--chunks", type=int, default=256, help="chunks ingested per contender and repeat")
+    parser.add_argument("--batches", type=int, default=64, help="sample batches per contender and repeat")
     parser.add_argument("--capacity-chunks", type=int, default=256, help="table size (and raw key ring size)")
     parser.add_argument("--chunk-len", type=int, default=64)
     parser.add_argument("--frame", type=int, default=64)
@@ -98,49 +106,53 @@ def main() -> None:
     raw = connect(server.url, server.password, cfg)
     store = RedisStore(cfg, connect(server.url, server.password, cfg), seed=0)
     embedded = EmbeddedStore(cfg, seed=0)
-    clock = Clock()
+    repeats = []
+    episode = 0
     try:
-        ring = 0
-        for i in tqdm(range(0, args.chunks, PIPELINE), desc="ingest", file=sys.stderr):
-            # Three fresh groups of chunks: every contender writes new episodes, never a duplicate.
-            groups = [make_chunks(rng, PIPELINE, 3 * i + k * PIPELINE, args) for k in range(3)]
-            blobs = [encode_chunk(c) for c in groups[0]]  # the raw contender gets its bytes for free
+        for repeat in range(args.repeats):
+            clock = Clock()
+            for i in tqdm(range(0, args.chunks, PIPELINE), desc=f"ingest {repeat + 1}/{args.repeats}",
+                          file=sys.stderr):
+                # Three fresh groups of chunks: every contender writes new episodes, never a duplicate.
+                groups = [make_chunks(rng, PIPELINE, episode + k * PIPELINE, args) for k in range(3)]
+                episode += 3 * PIPELINE
+                blobs = [encode_chunk(c) for c in groups[0]]  # the raw contender gets its bytes for free
 
-            def raw_set():
-                pipe = raw.pipeline(transaction=False)
-                for j, blob in enumerate(blobs):
-                    pipe.set(f"raw:{(ring + j) % args.capacity_chunks}", blob)
-                pipe.execute()
+                def raw_set():
+                    pipe = raw.pipeline(transaction=False)
+                    for j, blob in enumerate(blobs):
+                        pipe.set(f"raw:{(i + j) % args.capacity_chunks}", blob)
+                    pipe.execute()
 
-            nbytes = sum(len(b) for b in blobs)
-            clock.run("raw_ingest", raw_set, nbytes, PIPELINE)
-            clock.run("store_ingest_add_many", lambda: store.add_many("real", groups[1]), nbytes, PIPELINE)
-            clock.run("store_ingest_add", lambda: [store.add("real", c) for c in groups[2]], nbytes, PIPELINE)
-            clock.run("embedded_ingest", lambda: embedded.add_many("real", groups[1]), nbytes, PIPELINE)
-            ring += PIPELINE
-        chunk_bytes = len(blobs[0])
-        sample_bytes = args.batch * args.length * groups[0][0].layout.record_size
-        for _ in tqdm(range(args.batches), desc="sample", file=sys.stderr):
-            keys = rng.choice(args.capacity_chunks, args.batch)
+                nbytes = sum(len(b) for b in blobs)
+                clock.run("raw_ingest", raw_set, nbytes, PIPELINE)
+                clock.run("store_ingest_add_many", lambda: store.add_many("real", groups[1]), nbytes, PIPELINE)
+                clock.run("store_ingest_add", lambda: [store.add("real", c) for c in groups[2]], nbytes, PIPELINE)
+                clock.run("embedded_ingest", lambda: embedded.add_many("real", groups[1]), nbytes, PIPELINE)
+            chunk_bytes = len(blobs[0])
+            sample_bytes = args.batch * args.length * groups[0][0].layout.record_size
+            for _ in tqdm(range(args.batches), desc=f"sample {repeat + 1}/{args.repeats}", file=sys.stderr):
+                keys = rng.choice(args.capacity_chunks, args.batch)
 
-            def raw_get():
-                pipe = raw.pipeline(transaction=False)
-                for k in keys:
-                    pipe.get(f"raw:{k}")
-                assert all(pipe.execute())
+                def raw_get():
+                    pipe = raw.pipeline(transaction=False)
+                    for k in keys:
+                        pipe.get(f"raw:{k}")
+                    assert all(pipe.execute())
 
-            clock.run("raw_sample", raw_get, args.batch * chunk_bytes, args.batch)
-            clock.run("store_sample", lambda: store.sample("real", args.batch, args.length), sample_bytes, args.batch)
-            clock.run("embedded_sample", lambda: embedded.sample("real", args.batch, args.length), sample_bytes,
-                      args.batch)
+                clock.run("raw_sample", raw_get, args.batch * chunk_bytes, args.batch)
+                clock.run("store_sample", lambda: store.sample("real", args.batch, args.length), sample_bytes,
+                          args.batch)
+                clock.run("embedded_sample", lambda: embedded.sample("real", args.batch, args.length),
+                          sample_bytes, args.batch)
+            repeats.append(clock.figures())
     finally:
         store.close()
         raw.close()
         server.stop()
         workdir.cleanup()
 
-    figures = {f"{name}_mb_s": clock.mb_s(name) for name in clock.seconds}
-    figures.update({f"{name}_seq_s": clock.per_s(name) for name in clock.seconds if "sample" in name})
+    figures = {name: round(statistics.median(r[name] for r in repeats), 1) for name in repeats[0]}
     ratios = {
         "ingest_add_many_vs_raw": round(figures["store_ingest_add_many_mb_s"] / figures["raw_ingest_mb_s"], 3),
         "ingest_add_vs_raw": round(figures["store_ingest_add_mb_s"] / figures["raw_ingest_mb_s"], 3),
@@ -153,8 +165,10 @@ def main() -> None:
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                  "device": "cpu"},
         "chunk_bytes": chunk_bytes,
-        "figures": figures,
+        "figures_median": figures,
         "ratios": ratios,
+        "sample_ratio_per_repeat": [round(r["store_sample_mb_s"] / r["raw_sample_mb_s"], 3) for r in repeats],
+        "ingest_ratio_per_repeat": [round(r["store_ingest_add_mb_s"] / r["raw_ingest_mb_s"], 3) for r in repeats],
         "target_ratio": 0.7,
     }
     for name, value in ratios.items():
