@@ -146,7 +146,8 @@ def test_no_acknowledged_chunk_is_lost_when_redis_is_killed(tmp_path):
         assert stats.chunks in (len(acknowledged), len(acknowledged) + 1)
         if stats.chunks > len(acknowledged):
             extra = chunks[len(acknowledged)]
-            assert store.get_chunk("real", extra.episode_id, extra.step_offset).rewards.tolist() == extra.rewards.tolist()
+            stored = store.get_chunk("real", extra.episode_id, extra.step_offset)
+            assert np.array_equal(stored.frames, extra.frames) and np.array_equal(stored.rewards, extra.rewards)
         assert stats.steps == 8 * stats.chunks
     finally:
         server.kill()

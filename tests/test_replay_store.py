@@ -61,7 +61,8 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
         for episode_id, steps in zip(batch.episode_ids, batch.steps):
             assert steps[0] >= 0 and steps[-1] < lengths[episode_id], (episode_id, steps)
             crossed_chunk_boundary |= steps[0] // 8 != steps[-1] // 8
-        assert (batch.terminals == (batch.steps == np.array([lengths[e] - 1 for e in batch.episode_ids])[:, None])).all()
+        last_steps = np.array([lengths[e] - 1 for e in batch.episode_ids])
+        assert (batch.terminals == (batch.steps == last_steps[:, None])).all(), "terminal exactly at episode ends"
     assert crossed_chunk_boundary
     with pytest.raises(ReplayError, match="no run of 50 consecutive stored steps"):
         store.sample("real", 2, 50)

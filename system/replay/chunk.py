@@ -1,4 +1,4 @@
-"""A chunk of consecutive steps of one episode, its validation, and its byte encoding (no pickle).
+"""A chunk of consecutive steps of one episode, its validation, and its byte encoding (no object serialisation).
 
 Step convention: step t holds frame t, the action that PRODUCED frame t, the reward received on arriving at
 frame t, and whether frame t is terminal. The first step of an episode (step_offset 0) therefore has action -1
@@ -17,7 +17,8 @@ A step record is packed (no padding): frame (H*W*C bytes) | action (A little-end
 range, so a sampler can read exactly the steps it needs (Redis GETRANGE) instead of whole chunks.
 The header names the schema version, the per-step field dtypes and shapes, and the chunk's metadata; the
 decoder accepts exactly the layout this version writes and raises `ChunkFormatError` for anything else.
-Nothing is ever unpickled: bytes become numpy arrays only through `np.frombuffer` with a dtype built here.
+No object is ever deserialised: bytes become numpy arrays only through `np.frombuffer` with a dtype built
+here.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def validate(chunk: Chunk) -> None:
         raise ChunkError(f"{where}: is_last = {chunk.is_last!r} must be a bool")
     if chunk.actions.min() < -1:
         index = np.unravel_index(np.argmin(chunk.actions), chunk.actions.shape)
-        raise ChunkError(f"{where}: actions[{index[0]}, {index[1]}] = {chunk.actions[index]}: labels are >= 0, -1 = none")
+        raise ChunkError(f"{where}: actions[{index[0]}, {index[1]}] = {chunk.actions[index]}: "
+                         "labels are >= 0, -1 = none")
     if not np.isfinite(chunk.rewards).all():
         index = int(np.flatnonzero(~np.isfinite(chunk.rewards))[0])
         raise ChunkError(f"{where}: rewards[{index}] = {chunk.rewards[index]} is not finite")

@@ -7,7 +7,8 @@ In: `Chunk`s; out: `Batch`es (see store.py); the key layout and the server-side 
 - sample: the SAMPLE script picks sequences and reports their byte ranges atomically; one MULTI/EXEC of GETRANGEs
   reads exactly those step records. Chunk keys are never reused, so a sequence whose chunk was evicted in
   between comes back empty and is dropped and redrawn; no half-evicted sequence is ever returned.
-- Values are decoded only by chunk.py's codec (never unpickled); a foreign value is reported and skipped.
+- Values are decoded only by chunk.py's codec (no object deserialisation); a foreign value is reported and
+  skipped.
 """
 
 from __future__ import annotations
@@ -260,7 +261,8 @@ def _parse_plans(flat: list) -> list[tuple[str, int, int, list[tuple[int, int, i
     """Unflattens the SAMPLE script's reply into (episode_id, start, task_id, pieces) per sequence."""
     plans, i = [], 0
     while i < len(flat):
-        episode_id, start, task_id, count = flat[i].decode("ascii"), int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
+        episode_id = flat[i].decode("ascii")
+        start, task_id, count = int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
         i += 4
         pieces = [tuple(int(x) for x in flat[i + 5 * k:i + 5 * k + 5]) for k in range(count)]
         i += 5 * count
