@@ -150,8 +150,7 @@ class RedisStore(ReplayStore):
             self._commit.sha = self.client.script_load(redis_scripts.COMMIT)
         return [self._add_result(table, chunk, reply) for chunk, reply in zip(chunks, replies)]
 
-    @staticmethod
-    def _add_result(table: str, chunk: Chunk, reply) -> AddResult | None:
+    def _add_result(self, table: str, chunk: Chunk, reply) -> AddResult | None:
         if isinstance(reply, Exception):
             raise ReplayError(f"committing chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) "
                               f"failed: {reply}")
@@ -160,7 +159,8 @@ class RedisStore(ReplayStore):
             return AddResult(inserted=True, seq=int(rest[0]), evicted_chunks=int(rest[1]))
         if status == b"duplicate":
             return AddResult(inserted=False, seq=int(rest[0]))
-        if status == b"limited":
+        if status in (b"limited", b"uninitialised"):
+            self._ready.discard(table)  # after "uninitialised" the retry stores the table's settings again
             return None
         if status == b"layout":
             raise ChunkError(f"chunk (episode {chunk.episode_id!r}) has step layout {chunk.layout.key()}, "
@@ -173,7 +173,8 @@ class RedisStore(ReplayStore):
         base = self._base(table)
         reply = self._pick(keys=[info, index], args=[base, length, repr(float(recency)), int(counted), want,
                                                       *map(repr, randoms.tolist())])
-        if reply[0] == b"limited":
+        if reply[0] in (b"limited", b"uninitialised"):
+            self._ready.discard(table)
             return None
         layout = StepLayout.from_key(reply[1].decode("ascii", errors="replace"))
         plans = _parse_plans(reply[2:])
