@@ -70,9 +70,12 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
 
 def test_uniform_sampling_draws_every_window_equally_often(make_test_store):
     store = make_test_store(seed=2)
-    lengths = {"e1": 40, "e2": 24, "e3": 17, "e4": 6}
-    for episode_id, length in lengths.items():
-        add_episode(store, episode_id, length)
+    # Chunks of unequal length (a writer may flush early): windows must not favour steps in short chunks.
+    splits = {"e1": [8, 3, 8, 11, 10], "e2": [8, 8, 8], "e3": [5, 12], "e4": [6]}
+    lengths = {e: sum(s) for e, s in splits.items()}
+    for episode_id, sizes in splits.items():
+        for offset, size in zip(np.cumsum([0] + sizes[:-1]), sizes):
+            store.add("real", synthetic_chunk(episode_id, int(offset), size))
     T = 10
     windows = {(e, s): 0 for e, n in lengths.items() for s in range(n - T + 1)}  # 31 + 15 + 8 = 54 windows
     for _ in range(60):
