@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from system.replay.config import ReplayConfig
 from system.typed_config import ConfigError, load_config
 
 
@@ -28,6 +29,7 @@ class Config:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
 
 
 def load(argv: list[str]) -> Config:
