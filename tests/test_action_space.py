@@ -80,3 +80,26 @@ def test_components_are_checked():
         ActionSpace("s", (ActionComponent("x", "binary", 2), ActionComponent("x", "binary", 2)))
     with pytest.raises(ValueError):
         ActionComponent("x", "continuous", 2)
+
+
+def test_projection_between_minecraft_spaces():
+    from system.envs.action_space import project_actions
+
+    navigate = minecraft_action_space("MineRLNavigate-v0")
+    obtain = minecraft_action_space("MineRLObtainDiamond-v0")
+    treechop = minecraft_action_space("MineRLTreechop-v0")
+    actions = np.tile(navigate.noop(), (3, 1))
+    actions[0] = -1
+    actions[1, navigate.column("forward")] = 1
+    actions[2, navigate.column("place")] = 1                     # 'dirt'
+    out = project_actions(actions, navigate, obtain)
+    assert out.shape == (3, 29) and (out[0] == -1).all()
+    assert out[1, obtain.column("forward")] == 1 and out[1, 23] == 60
+    assert obtain.component("place").labels[out[2, obtain.column("place")]] == "dirt"
+    assert (out[1:, obtain.column("craft")] == 0).all()          # Navigate could not craft: 'none'
+    # Back to Treechop: fine while 'place' is unused, refused when it was used.
+    np.testing.assert_array_equal(project_actions(out[:2], obtain, treechop), actions[:2, :24])
+    with pytest.raises(ValueError, match="'place'"):
+        project_actions(out, obtain, treechop)
+    with pytest.raises(ValueError, match="share no component"):
+        project_actions(np.zeros((1, 1), np.int32), crafter_action_space(), treechop)

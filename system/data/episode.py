@@ -11,11 +11,30 @@ and T+1 frames (MineRL: states s0..sT) therefore gives T+1 steps: step t = frame
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from system.envs.action_space import NO_LABEL
+
+_NOT_ID_CHAR = re.compile(r"[^A-Za-z0-9_.:@/+=-]")   # the replay store's episode id alphabet
+MAX_ID_LENGTH = 128
+
+
+def make_episode_id(*parts: str) -> str:
+    """A stable episode id from source names, e.g. ('minerl', env, stream) -> 'minerl/<env>/<stream>'.
+
+    Characters outside the store's alphabet become '_'; when that changes the text or it is too long, a hash of
+    the original is appended so two different sources never share an id.
+    """
+    text = "/".join(parts)
+    clean = _NOT_ID_CHAR.sub("_", text)
+    if clean == text and len(clean) <= MAX_ID_LENGTH:
+        return clean
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+    return f"{clean[:MAX_ID_LENGTH - 17]}-{digest}"
 
 
 @dataclass

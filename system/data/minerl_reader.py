@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from system.data.episode import Episode
+from system.data.episode import Episode, make_episode_id
 from system.data.errors import DataError
 from system.data.resize import ResizeMethod
 from system.data.safe_npz import NpzFormatError, SafeNpz
@@ -51,7 +51,7 @@ class MineRLStream:
 
     @property
     def episode_id(self) -> str:
-        return f"minerl/{self.env_name}/{self.name}"
+        return make_episode_id("minerl", self.env_name, self.name)
 
     @property
     def video(self) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import pickletools
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,7 +208,7 @@ class SafeNpz:
             raise KeyError(key)
         try:
             data = self._zip.read(self._members[key])
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as error:
             raise NpzFormatError(f"member {key!r} cannot be read ({error})") from None
         fp = io.BytesIO(data)
         try:

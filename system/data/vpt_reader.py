@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from system.data.episode import Episode
+from system.data.episode import Episode, make_episode_id
 from system.data.errors import DataError
 from system.data.resize import ResizeMethod, resize_frames
 from system.data.stats import SourceInfo
@@ -69,7 +69,7 @@ class VptSegment:
 
     @property
     def episode_id(self) -> str:
-        return f"vpt/{self.name}"
+        return make_episode_id("vpt", self.name)
 
 
 @dataclass

@@ -157,3 +157,47 @@ def action_space_for_env(env_name: str) -> ActionSpace:
     if env_name.startswith("minerl:"):
         return minecraft_action_space(env_name.split(":", 1)[1])
     raise ValueError(f"unknown environment {env_name!r}: expected 'crafter', 'vpt' or 'minerl:<EnvName>'")
+
+
+def project_actions(actions: np.ndarray, source: ActionSpace, target: ActionSpace) -> np.ndarray:
+    """(T, len(source)) actions -> (T, len(target)), matching components by name.
+
+    Lets episodes recorded in one Minecraft space (Treechop's keys + camera, Navigate's 2-value `place`) land in a
+    run's wider space (the Obtain* enums): a shared categorical is mapped by its class labels, a component the
+    source lacks is its no-op (the source could not use it), and steps unlabeled in every column stay -1.
+    Raises ValueError when a source component the target lacks was actually used (that would lose actions).
+    """
+    actions = source.validate(actions, where=f"actions in {source.name!r}")
+    if source == target:
+        return actions
+    shared = [name for name in target.names if name in source.names]
+    if not shared:
+        raise ValueError(f"action spaces {source.name!r} and {target.name!r} share no component")
+    for column, component in enumerate(source.components):
+        if component.name not in target.names:
+            values = actions[:, column]
+            if np.any((values != NO_LABEL) & (values != component.noop_class)):
+                raise ValueError(f"actions use {component.name!r}, which the action space {target.name!r} lacks")
+    unlabeled = np.all(actions == NO_LABEL, axis=1)
+    out = np.tile(target.noop(), (len(actions), 1))
+    for column, component in enumerate(target.components):
+        if component.name not in source.names:
+            continue
+        origin = source.component(component.name)
+        values = actions[:, source.column(component.name)]
+        if origin.labels and component.labels:
+            lookup = np.full(origin.num_classes, -2, np.int64)
+            for index, label in enumerate(origin.labels):
+                if label in component.labels:
+                    lookup[index] = component.labels.index(label)
+            mapped = np.where(values == NO_LABEL, NO_LABEL, lookup[np.maximum(values, 0)])
+            if np.any(mapped == -2):
+                missing = sorted({origin.labels[v] for v in values[mapped == -2]})
+                raise ValueError(f"{component.name!r} values {missing} do not exist in {target.name!r}")
+            out[:, column] = mapped
+        elif (origin.kind, origin.num_classes) == (component.kind, component.num_classes):
+            out[:, column] = values
+        else:
+            raise ValueError(f"component {component.name!r} differs between {source.name!r} and {target.name!r}")
+    out[unlabeled] = NO_LABEL
+    return out
