@@ -29,6 +29,9 @@ def test_spaces_and_frame_format():
     assert set(info["achievements"]) == set(crafter.constants.achievements)
     frame, reward, terminated, truncated, info = env.step(5)   # a plain int works too
     assert frame.shape == (48, 64, 3) and isinstance(reward, float)
+    *_, next_info = env.step(0)
+    # gymnasium's env checker: infos must not share objects across steps (crafter reuses its position array).
+    assert next_info["player_pos"] is not info["player_pos"] and next_info["inventory"] is not info["inventory"]
     with pytest.raises(ValueError, match="17"):
         env.step(np.array([17]))
 

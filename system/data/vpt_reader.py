@@ -91,7 +91,8 @@ def find_vpt_segments(root: str | Path) -> tuple[list[VptSegment], list[tuple[st
     videos = {p.relative_to(root).with_suffix("").as_posix(): p for p in root.rglob("*.mp4")}
     jsonls = {p.relative_to(root).with_suffix("").as_posix(): p for p in root.rglob("*.jsonl")}
     segments = [VptSegment(name, videos[name], jsonls[name]) for name in sorted(videos.keys() & jsonls.keys())]
-    skipped = [("vpt", DataError(videos[n], "missing .jsonl actions file")) for n in sorted(videos.keys() - jsonls.keys())]
+    skipped = [("vpt", DataError(videos[n], "missing .jsonl actions file"))
+               for n in sorted(videos.keys() - jsonls.keys())]
     skipped += [("vpt", DataError(jsonls[n], "missing .mp4 video")) for n in sorted(jsonls.keys() - videos.keys())]
     return segments, skipped
 
@@ -243,8 +244,9 @@ def read_vpt_segment(segment: VptSegment, size: tuple[int, int] = (64, 64), resi
     frames = np.concatenate(batches)
     actions = np.concatenate([np.full((1, parsed.actions.shape[1]), NO_LABEL, np.int32), parsed.actions[kept[:-1]]])
     steps = len(kept)
-    return Episode(segment.episode_id, frames, actions, np.zeros(steps, np.float32), np.zeros(steps, bool), metadata={
+    metadata = {
         "source": "vpt", "segment": segment.name, "action_space": minecraft_action_space().name, "fps": 20,
-        "action_lines": lines, "null_actions": int(parsed.null.sum()), "null_dropped": lines - steps,
-        "gui_frames": int(parsed.gui_open[kept].sum()),
-    })
+        "action_lines": lines, "video_frames": decoded, "null_actions": int(parsed.null.sum()),
+        "null_dropped": lines - steps, "gui_frames": int(parsed.gui_open[kept].sum()),
+    }
+    return Episode(segment.episode_id, frames, actions, np.zeros(steps, np.float32), np.zeros(steps, bool), metadata)

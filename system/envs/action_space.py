@@ -60,7 +60,8 @@ class ActionComponent:
         if self.num_classes < 2:
             raise ValueError(f"action component {self.name!r}: needs at least 2 classes")
         if self.labels and len(self.labels) != self.num_classes:
-            raise ValueError(f"action component {self.name!r}: {len(self.labels)} labels for {self.num_classes} classes")
+            raise ValueError(f"action component {self.name!r}: {len(self.labels)} labels for "
+                             f"{self.num_classes} classes")
         if not 0 <= self.noop_class < self.num_classes:
             raise ValueError(f"action component {self.name!r}: noop_class out of range")
 

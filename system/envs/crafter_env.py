@@ -69,7 +69,9 @@ class CrafterEnv(gymnasium.Env):
         self._frame = frame
         self._return += float(reward)
         self._steps += 1
-        info = {key: raw[key] for key in ("achievements", "inventory", "discount", "player_pos")}
+        # Fresh objects every step (crafter hands out its live position array): callers may keep infos.
+        info = {"achievements": dict(raw["achievements"]), "inventory": dict(raw["inventory"]),
+                "discount": float(raw["discount"]), "player_pos": np.array(raw["player_pos"])}
         if terminated or truncated:
             info["episode"] = {"return": self._return, "length": self._steps,
                                "achievements": dict(raw["achievements"])}

@@ -92,7 +92,8 @@ class MineRLEnv(gymnasium.Env):
     def _convert_obs(self, obs: dict) -> tuple[np.ndarray, dict[str, Any]]:
         pov = np.asarray(obs["pov"])
         if pov.shape != self.spec_v0.pov_shape or pov.dtype != np.uint8:
-            raise ValueError(f"{self.env_name}: pov must be uint8 {self.spec_v0.pov_shape}, got {pov.dtype} {pov.shape}")
+            raise ValueError(f"{self.env_name}: pov must be uint8 {self.spec_v0.pov_shape}, "
+                             f"got {pov.dtype} {pov.shape}")
         self._frame = resize_frames(pov, self.size)
         return self._frame, {"minerl_obs": {key: value for key, value in obs.items() if key != "pov"}}
 
