@@ -136,3 +136,16 @@ def test_bad_input_names_file_and_reason(tmp_path, kind):
     with pytest.raises(DataError, match=expected[1]) as caught:
         read_vpt_segment(segment)
     assert caught.value.path == str(expected[0])
+
+
+def test_fields_of_the_wrong_type_name_the_line(tmp_path):
+    bad = vpt_line()
+    bad["mouse"]["dx"] = "fast"
+    write_vpt_segment(tmp_path, "seg", [vpt_line(), bad], frames=2)
+    with pytest.raises(DataError, match="line 2: could not convert"):
+        parse_vpt_actions(tmp_path / "seg.jsonl")
+    worse = vpt_line()
+    worse["keyboard"]["keys"] = 7
+    (tmp_path / "seg.jsonl").write_text(json.dumps(worse) + "\n")
+    with pytest.raises(DataError, match="line 1: "):
+        parse_vpt_actions(tmp_path / "seg.jsonl")

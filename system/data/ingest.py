@@ -130,6 +130,9 @@ def ingest(store, sources: Iterable[IngestSource], cfg: IngestConfig, target: Ac
                 report.stats.skip(source.group, error)
             except ValueError as error:   # actions that do not fit the run's action space
                 report.stats.skip(source.group, DataError(source.path, str(error)))
+            except OSError as error:      # unreadable file (permissions, I/O error)
+                report.stats.skip(source.group, DataError(getattr(error, "filename", None) or source.path,
+                                                          f"cannot read ({error.strerror or error})"))
             else:
                 _write(store, table, episode, actions, cfg, source, report)
             progress.advance(task)
@@ -320,7 +323,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
 
 
 def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source) -> int:
-    from system.replay import EmbeddedStore, ReplayError, make_store
+    from system.replay import EmbeddedStore, RateLimited, ReplayError, make_store
     from system.replay.chunk import ChunkError
 
     run_dir = Path(cfg.run_dir or "runs/dataset")
@@ -342,6 +345,11 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
             ingest(store, sources, cfg.data.ingest, target, total=len(sources), console=console, report=report)
         except (ChunkError, ReplayError) as error:
             console.print(f"[red]the store refused the data, stopping:[/red] {error}")
+            return 1
+        except RateLimited as error:
+            console.print(f"[red]{error}[/red]\nNothing samples while a dataset is ingested, so a table with "
+                          "samples_per_insert > 0 blocks: ingest offline data into a table whose "
+                          "samples_per_insert is 0 (the same settings the training run then uses)")
             return 1
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]: run the same command again to finish; stored episodes "

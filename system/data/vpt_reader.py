@@ -130,48 +130,67 @@ def parse_vpt_actions(path: str | Path, options: VptOptions = VptOptions()) -> V
     """Converts every jsonl line to the Minecraft action space (see the module docstring for the rules)."""
     path = Path(path)
     records = _load_lines(path)
-    space = minecraft_action_space()
-    keys = {name: np.zeros(len(records), np.int64) for name in space.names if name != "camera"}
-    camera = np.zeros((len(records), 2), np.float64)
-    null = np.ones(len(records), bool)
-    gui_open = np.zeros(len(records), bool)
-    cursor = np.zeros((len(records), 2), np.float64)
-    attack_stuck, last_hotbar = False, 0
+    converter = _LineConverter(len(records), options)
     for i, record in enumerate(records):
+        try:
+            converter.convert(i, record, path)
+        except (TypeError, ValueError, AttributeError) as error:   # a field of the wrong type
+            raise DataError(path, f"line {i + 1}: {error}") from None
+    return converter.result()
+
+
+class _LineConverter:
+    """Fills the per-line arrays, carrying the loader's state across lines (stuck attack, last hotbar slot)."""
+
+    def __init__(self, lines: int, options: VptOptions):
+        self.options = options
+        self.space = minecraft_action_space()
+        self.keys = {name: np.zeros(lines, np.int64) for name in self.space.names if name != "camera"}
+        self.camera = np.zeros((lines, 2), np.float64)
+        self.null = np.ones(lines, bool)
+        self.gui_open = np.zeros(lines, bool)
+        self.cursor = np.zeros((lines, 2), np.float64)
+        self.attack_stuck, self.last_hotbar = False, 0
+
+    def convert(self, i: int, record: dict, path: Path) -> None:
         line = i + 1
         pressed = _field(record, "keyboard.keys", path, line)
         buttons = list(_field(record, "mouse.buttons", path, line))
         dx, dy = float(_field(record, "mouse.dx", path, line)), float(_field(record, "mouse.dy", path, line))
+        if not (np.isfinite(dx) and np.isfinite(dy)):
+            raise ValueError(f"mouse dx/dy are not finite ({dx}, {dy})")
         new_buttons = record["mouse"].get("newButtons", [])
-        if options.fix_stuck_attack:
+        if self.options.fix_stuck_attack:
             if i == 0:
-                attack_stuck = new_buttons == [0]
-            elif attack_stuck and 0 in new_buttons:
-                attack_stuck = False
-            if attack_stuck:
+                self.attack_stuck = new_buttons == [0]
+            elif self.attack_stuck and 0 in new_buttons:
+                self.attack_stuck = False
+            if self.attack_stuck:
                 buttons = [b for b in buttons if b != 0]
         for key in pressed:
             if key in KEY_ACTIONS:
-                keys[KEY_ACTIONS[key]][i] = 1
-                null[i] = False
+                self.keys[KEY_ACTIONS[key]][i] = 1
+                self.null[i] = False
         for button, action in MOUSE_BUTTON_ACTIONS.items():
             if button in buttons:
-                keys[action][i] = 1
-                null[i] = False
+                self.keys[action][i] = 1
+                self.null[i] = False
         if dx != 0 or dy != 0:
-            null[i] = False
+            self.null[i] = False
         pitch_yaw = np.array([dy, dx]) * CAMERA_SCALER
-        camera[i] = np.where(np.abs(pitch_yaw) > 180, 0.0, pitch_yaw)
+        self.camera[i] = np.where(np.abs(pitch_yaw) > 180, 0.0, pitch_yaw)
         hotbar = record.get("hotbar")
-        if options.hotbar_from_state and isinstance(hotbar, int):
+        if self.options.hotbar_from_state and isinstance(hotbar, int):
             # Applied after the null test, as VPT does: a scroll alone stays a null action.
-            if hotbar != last_hotbar and 0 <= hotbar <= 8:
-                keys[f"hotbar.{hotbar + 1}"][i] = 1
-            last_hotbar = hotbar
-        gui_open[i] = bool(record.get("isGuiOpen", False))
-        cursor[i] = (float(record["mouse"].get("x", 0.0)), float(record["mouse"].get("y", 0.0)))
-    actions = dicts_to_model_actions({**keys, "camera": camera}, space)
-    return VptActions(actions, null, gui_open, cursor)
+            if hotbar != self.last_hotbar and 0 <= hotbar <= 8:
+                self.keys[f"hotbar.{hotbar + 1}"][i] = 1
+            self.last_hotbar = hotbar
+        self.gui_open[i] = bool(record.get("isGuiOpen", False))
+        self.cursor[i] = (float(record["mouse"].get("x", 0.0)), float(record["mouse"].get("y", 0.0)))
+
+    def result(self) -> VptActions:
+        actions = dicts_to_model_actions({**self.keys, "camera": self.camera}, self.space)
+        return VptActions(actions, self.null, self.gui_open, self.cursor)
 
 
 def _cursor_sprite() -> tuple[np.ndarray, np.ndarray]:
