@@ -16,7 +16,8 @@ from system.data.chunking import split_into_chunks
 from system.data.config import DataConfig, IngestConfig
 from system.data.episode import Episode
 from system.data.errors import DataError
-from system.data.ingest import IngestSource, ingest, is_complete, main, minerl_sources, resolve_action_space
+from system.data.episode_writer import IngestSource, ingest, is_complete
+from system.data.ingest import main, minerl_sources, resolve_action_space
 from system.envs.action_space import crafter_action_space, minecraft_action_space
 from system.replay import ReplayConfig, TableConfig, TablesConfig, make_store
 from fixture_files import read_number, vpt_line, write_minerl_stream, write_vpt_segment

@@ -1,7 +1,6 @@
 """MineRL v0 reader on fixture streams written in the real format (PyAV mp4, np.savez_compressed npz, json)."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from system.data.errors import DataError
 from system.data.minerl_reader import describe_minerl_stream, find_minerl_streams, read_minerl_stream
 from system.envs.action_space import minecraft_action_space
 from system.envs.camera import MINECRAFT_CAMERA
-from fixture_files import MINERL_KEYS, number_frame, read_number, write_minerl_stream
+from fixture_files import MINERL_KEYS, read_number, write_minerl_stream
 
 STREAM = "v3_absolute_grape_changeling-6_37339-46767"
 
