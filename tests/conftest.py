@@ -25,7 +25,7 @@ def replay_config(backend: str, url: str = "", max_chunk_bytes: int = 2**20, **t
                         tables=TablesConfig(real=TableConfig(**table)))
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
 def make_test_store(request, tmp_path, monkeypatch):
     """Factory of stores of one backend; with redis, every store is a separate client of one server."""
     stores = []

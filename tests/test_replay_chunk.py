@@ -8,7 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, decode_chunk, encode_chunk
+from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, check_size, decode_chunk, \
+    encode_chunk
 from replay_helpers import synthetic_chunk
 
 
@@ -93,10 +94,11 @@ def test_first_step_of_an_episode_has_no_action_and_no_reward():
     assert Chunk(**fields).step_offset == 0
 
 
-def test_encode_refuses_oversized_chunks():
+def test_oversized_chunks_are_refused():
     chunk = random_chunk(np.random.default_rng(4))
+    check_size(chunk, max_bytes=5 * chunk.layout.record_size)
     with pytest.raises(ChunkError, match="over the limit max_chunk_bytes = 100"):
-        encode_chunk(chunk, max_bytes=100)
+        check_size(chunk, max_bytes=100)
 
 
 def _reencode(blob: bytes, header_change) -> bytes:

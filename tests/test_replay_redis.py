@@ -15,6 +15,8 @@ from system.replay.redis_store import RedisStore, connect
 from system.replay.server import LocalRedisServer
 from conftest import replay_config
 
+pytestmark = pytest.mark.redis
+
 
 def redis_store(server, seed=0, **settings) -> RedisStore:
     cfg = replay_config("redis", server.url, **settings)
@@ -22,8 +24,9 @@ def redis_store(server, seed=0, **settings) -> RedisStore:
 
 
 def test_a_client_without_the_password_is_refused(redis_server, monkeypatch):
+    no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)  # fail at once instead of retrying for seconds
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host="127.0.0.1", port=redis_server.port).get("d4:{real}:info")
+        redis.Redis(host="127.0.0.1", port=redis_server.port, retry=no_retry).get("d4:{real}:info")
     monkeypatch.setenv("REDIS_PASSWORD", "wrong")
     with pytest.raises(ReplayError, match="refused the credentials"):
         make_store(replay_config("redis", redis_server.url), None)
@@ -146,7 +149,8 @@ def test_no_acknowledged_chunk_is_lost_when_redis_is_killed(tmp_path):
         assert stats.chunks in (len(acknowledged), len(acknowledged) + 1)
         if stats.chunks > len(acknowledged):
             extra = chunks[len(acknowledged)]
-            assert store.get_chunk("real", extra.episode_id, extra.step_offset).rewards.tolist() == extra.rewards.tolist()
+            stored = store.get_chunk("real", extra.episode_id, extra.step_offset)
+            assert np.array_equal(stored.frames, extra.frames) and np.array_equal(stored.rewards, extra.rewards)
         assert stats.steps == 8 * stats.chunks
     finally:
         server.kill()
@@ -228,3 +232,23 @@ def test_concurrent_writers_and_readers_never_see_torn_or_lost_chunks(redis_serv
     assert client.hlen("d4:{real}:index") == stats.chunks
     assert len(list(client.scan_iter("d4:{real}:chunk:*"))) == stats.chunks
     assert list(client.scan_iter("d4:{real}:staging:*")) == []
+
+
+def test_the_store_reloads_its_scripts_after_a_script_flush(redis_server):
+    store = redis_store(redis_server)
+    store.add("real", synthetic_chunk("ep", 0, 8))
+    redis_server.client().script_flush()  # what a restarted server without the scripts looks like
+    assert store.add("real", synthetic_chunk("ep", 8, 8)).inserted
+    redis_server.client().script_flush()
+    check_batch_content(store.sample("real", 4, 12))
+    assert list(redis_server.client().scan_iter("d4:{real}:staging:*")) == []
+
+
+def test_a_client_recovers_when_the_server_lost_its_data(redis_server):
+    store = redis_store(redis_server, capacity_steps=100)
+    store.add("real", synthetic_chunk("ep", 0, 8))
+    redis_server.client().flushall()  # a restart without AOF looks like this to a connected client
+    assert store.add("real", synthetic_chunk("ep", 0, 8), timeout=2).inserted
+    assert store.stats("real").steps == 8 and store.stats("real").capacity_steps == 100
+    assert redis_server.client().hget("d4:{real}:info", "capacity_steps") == b"100"
+    check_batch_content(store.sample("real", 2, 4, timeout=2))

@@ -61,7 +61,8 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
         for episode_id, steps in zip(batch.episode_ids, batch.steps):
             assert steps[0] >= 0 and steps[-1] < lengths[episode_id], (episode_id, steps)
             crossed_chunk_boundary |= steps[0] // 8 != steps[-1] // 8
-        assert (batch.terminals == (batch.steps == np.array([lengths[e] - 1 for e in batch.episode_ids])[:, None])).all()
+        last_steps = np.array([lengths[e] - 1 for e in batch.episode_ids])
+        assert (batch.terminals == (batch.steps == last_steps[:, None])).all(), "terminal exactly at episode ends"
     assert crossed_chunk_boundary
     with pytest.raises(ReplayError, match="no run of 50 consecutive stored steps"):
         store.sample("real", 2, 50)
@@ -69,9 +70,12 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
 
 def test_uniform_sampling_draws_every_window_equally_often(make_test_store):
     store = make_test_store(seed=2)
-    lengths = {"e1": 40, "e2": 24, "e3": 17, "e4": 6}
-    for episode_id, length in lengths.items():
-        add_episode(store, episode_id, length)
+    # Chunks of unequal length (a writer may flush early): windows must not favour steps in short chunks.
+    splits = {"e1": [8, 3, 8, 11, 10], "e2": [8, 8, 8], "e3": [5, 12], "e4": [6]}
+    lengths = {e: sum(s) for e, s in splits.items()}
+    for episode_id, sizes in splits.items():
+        for offset, size in zip(np.cumsum([0] + sizes[:-1]), sizes):
+            store.add("real", synthetic_chunk(episode_id, int(offset), size))
     T = 10
     windows = {(e, s): 0 for e, n in lengths.items() for s in range(n - T + 1)}  # 31 + 15 + 8 = 54 windows
     for _ in range(60):
@@ -205,3 +209,16 @@ def test_bad_input_is_refused_and_leaves_the_store_intact(make_test_store):
     assert store.stats("real") == before
     assert store.episode_chunks("real", "ep") == [(0, 8)] and store.episode_steps("real", "big") == 0
     assert np.array_equal(store.get_chunk("real", "ep", 0).frames, good.frames)
+
+
+def test_add_many_commits_each_chunk_on_its_own(make_test_store):
+    store = make_test_store(capacity_steps=24)
+    store.add("real", synthetic_chunk("a", 0, 8))
+    results = store.add_many("real", [synthetic_chunk("a", 0, 8), synthetic_chunk("a", 8, 8),
+                                      synthetic_chunk("b", 0, 8), synthetic_chunk("b", 8, 8)])
+    assert [r.inserted for r in results] == [False, True, True, True]
+    assert [r.evicted_chunks for r in results] == [0, 0, 0, 1]  # the fourth pushes out the oldest
+    assert store.episode_chunks("real", "a") == [(8, 8)] and store.episode_steps("real", "b") == 16
+    with pytest.raises(ChunkError, match="add_many: chunk .* has step layout 8x8x1a2"):
+        store.add_many("real", [synthetic_chunk("c", 0, 8), synthetic_chunk("d", 0, 8, frame_shape=(8, 8, 1))])
+    assert store.episode_steps("real", "c") == 0, "nothing of a refused batch is stored"

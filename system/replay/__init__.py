@@ -52,7 +52,7 @@ def make_store(cfg, run_dir: str | Path | None = None, seed: int | None = None) 
     if run_dir is None:
         raise ReplayError("replay backend redis without a URL starts a local redis-server, which needs a run "
                           f"directory; pass run_dir or set replay.url / ${cfg.url_env}")
-    server = LocalRedisServer(Path(run_dir) / "redis", appendfsync=cfg.appendfsync).start()
+    server = LocalRedisServer(Path(run_dir) / "redis", appendfsync=cfg.appendfsync, appendonly=cfg.aof).start()
     try:
         return RedisStore(cfg, connect(server.url, server.password, cfg), seed, owned_server=server)
     except BaseException:

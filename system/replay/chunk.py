@@ -1,4 +1,4 @@
-"""A chunk of consecutive steps of one episode, its validation, and its byte encoding (no pickle).
+"""A chunk of consecutive steps of one episode, its validation, and its byte encoding (no object serialisation).
 
 Step convention: step t holds frame t, the action that PRODUCED frame t, the reward received on arriving at
 frame t, and whether frame t is terminal. The first step of an episode (step_offset 0) therefore has action -1
@@ -17,7 +17,8 @@ A step record is packed (no padding): frame (H*W*C bytes) | action (A little-end
 range, so a sampler can read exactly the steps it needs (Redis GETRANGE) instead of whole chunks.
 The header names the schema version, the per-step field dtypes and shapes, and the chunk's metadata; the
 decoder accepts exactly the layout this version writes and raises `ChunkFormatError` for anything else.
-Nothing is ever unpickled: bytes become numpy arrays only through `np.frombuffer` with a dtype built here.
+No object is ever deserialised: bytes become numpy arrays only through `np.frombuffer` with a dtype built
+here.
 """
 
 from __future__ import annotations
@@ -127,9 +128,12 @@ class Chunk:
     def records(self) -> np.ndarray:
         """The steps as packed records, shape (T,) with the layout's record dtype."""
         out = np.empty(self.length, dtype=self.layout.record_dtype)
+        self.write_records(out)
+        return out
+
+    def write_records(self, out: np.ndarray) -> None:
         out["frame"], out["action"], out["reward"], out["terminal"] = (
             self.frames, self.actions, self.rewards, self.terminals)
-        return out
 
 
 def validate(chunk: Chunk) -> None:
@@ -165,7 +169,8 @@ def validate(chunk: Chunk) -> None:
         raise ChunkError(f"{where}: is_last = {chunk.is_last!r} must be a bool")
     if chunk.actions.min() < -1:
         index = np.unravel_index(np.argmin(chunk.actions), chunk.actions.shape)
-        raise ChunkError(f"{where}: actions[{index[0]}, {index[1]}] = {chunk.actions[index]}: labels are >= 0, -1 = none")
+        raise ChunkError(f"{where}: actions[{index[0]}, {index[1]}] = {chunk.actions[index]}: "
+                         "labels are >= 0, -1 = none")
     if not np.isfinite(chunk.rewards).all():
         index = int(np.flatnonzero(~np.isfinite(chunk.rewards))[0])
         raise ChunkError(f"{where}: rewards[{index}] = {chunk.rewards[index]} is not finite")
@@ -180,21 +185,29 @@ def validate(chunk: Chunk) -> None:
                          f"(got actions[0] = {chunk.actions[0].tolist()}, rewards[0] = {chunk.rewards[0]})")
 
 
-def encode_chunk(chunk: Chunk, max_bytes: int | None = None) -> bytes:
-    """Header plus packed step records; ChunkError when the result would exceed `max_bytes`."""
-    layout = chunk.layout
-    size = chunk.length * layout.record_size
-    if max_bytes is not None and size > max_bytes:
+def check_size(chunk: Chunk, max_bytes: int) -> None:
+    """ChunkError when the chunk's step records exceed `max_bytes` (the store's max_chunk_bytes)."""
+    size = chunk.length * chunk.layout.record_size
+    if size > max_bytes:
         raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) is {size} bytes, "
                          f"over the limit max_chunk_bytes = {max_bytes}: write shorter chunks")
+
+
+def encode_chunk(chunk: Chunk) -> bytearray:
+    """Header plus packed step records, written straight into one buffer (the chunk is copied once)."""
     header = json.dumps({
         "episode_id": chunk.episode_id, "step_offset": int(chunk.step_offset), "task_id": int(chunk.task_id),
-        "is_last": bool(chunk.is_last), "length": chunk.length, "fields": layout.fields(),
+        "is_last": bool(chunk.is_last), "length": chunk.length, "fields": chunk.layout.fields(),
     }, separators=(",", ":")).encode("ascii")
-    return b"".join([_PREFIX.pack(MAGIC, SCHEMA_VERSION, len(header)), header, chunk.records().data])
+    start = _PREFIX.size + len(header)
+    out = bytearray(start + chunk.length * chunk.layout.record_size)
+    _PREFIX.pack_into(out, 0, MAGIC, SCHEMA_VERSION, len(header))
+    out[_PREFIX.size:start] = header
+    chunk.write_records(np.frombuffer(out, dtype=chunk.layout.record_dtype, offset=start))
+    return out
 
 
-def payload_start(blob: bytes) -> int:
+def payload_start(blob: bytes | bytearray) -> int:
     """Byte offset of the first step record in an encoded chunk."""
     return _PREFIX.size + _PREFIX.unpack_from(blob)[2]
 

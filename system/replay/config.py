@@ -43,6 +43,7 @@ class ReplayConfig:
     tls: bool = False  # force TLS even for a redis:// URL
     tls_ca_file: str = ""  # CA bundle to verify the server certificate; empty: the system's
     key_prefix: str = "d4"  # namespace of this run's keys, so runs can share one Redis
+    aof: bool = True  # local server keeps an append-only file in the run directory (False: memory only)
     appendfsync: Literal["always", "everysec", "no"] = "everysec"  # local server's AOF fsync policy
     max_chunk_bytes: int = 64 * 1024 * 1024  # larger chunks are refused (Redis' own limit is 512 MB)
     block_timeout_s: float = 600.0  # how long add/sample wait for the rate limiter before RateLimited

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from system.replay.chunk import Chunk, ChunkError, StepLayout
+from system.replay.chunk import Chunk, ChunkError, StepLayout, check_size
 from system.replay.config import ReplayConfig
 from system.replay.store import AddResult, ReplayStore, Sequence, TableStats, pick_index
 
@@ -53,11 +53,12 @@ class EmbeddedStore(ReplayStore):
         self.table_config(name)
         return self._tables.setdefault(name, _Table())
 
-    def _try_add(self, table: str, chunk: Chunk) -> AddResult | None:
+    def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]:
+        return [self._try_add_one(table, chunk) for chunk in chunks]
+
+    def _try_add_one(self, table: str, chunk: Chunk) -> AddResult | None:
+        check_size(chunk, self.cfg.max_chunk_bytes)
         records = chunk.records()
-        if records.nbytes > self.cfg.max_chunk_bytes:
-            raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) is {records.nbytes} "
-                             f"bytes, over the limit max_chunk_bytes = {self.cfg.max_chunk_bytes}")
         records.flags.writeable = False
         capacity = self.table_config(table).capacity_steps
         with self._changed:

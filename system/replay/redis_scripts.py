@@ -23,9 +23,12 @@ return redis.call('HMGET', KEYS[1], unpack(names))
 
 # Shared Lua: read the counters, and the limiter's two questions.
 _COMMON = """
+-- nil when the table's settings are missing (server restarted without its data, keys deleted): the client
+-- then stores them again and retries.
 local function counters(info)
   local v = redis.call('HMGET', info, 'head', 'tail', 'steps', 'inserted_steps', 'sampled_steps',
     'capacity_steps', 'samples_per_insert', 'min_size_to_sample', 'error_buffer', 'max_len', 'layout')
+  if not v[6] then return nil end
   return {head = tonumber(v[1] or 0), tail = tonumber(v[2] or 0), steps = tonumber(v[3] or 0),
     inserted = tonumber(v[4] or 0), sampled = tonumber(v[5] or 0), capacity = tonumber(v[6]),
     spi = tonumber(v[7]), min_size = tonumber(v[8]), error_buffer = tonumber(v[9]),
@@ -50,7 +53,8 @@ end
 
 # KEYS: info. ARGV: steps. Returns 1 when an insert of that many steps would be allowed now.
 CAN_INSERT = _COMMON + """
-return can_insert(counters(KEYS[1]), tonumber(ARGV[1])) and 1 or 0
+local c = counters(KEYS[1])
+return (not c or can_insert(c, tonumber(ARGV[1]))) and 1 or 0
 """
 
 # Moves a staged chunk into the table (or drops it: duplicate, layout mismatch, rate limited), then evicts
@@ -67,6 +71,10 @@ if existing then
   return {'duplicate', tonumber(existing)}
 end
 local c = counters(info)
+if not c then
+  redis.call('DEL', staging)
+  return {'uninitialised'}
+end
 if c.layout and c.layout ~= ARGV[7] then
   redis.call('DEL', staging)
   return {'layout', c.layout}
@@ -112,6 +120,7 @@ local info, index = KEYS[1], KEYS[2]
 local base, T, recency, counted, want = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1',
   tonumber(ARGV[5])
 local c = counters(info)
+if not c then return {'uninitialised'} end
 if not can_sample(c, want * T, counted) then return {'limited'} end
 local count, exponent = c.tail - c.head, 1 / (1 + recency)
 local out, found = {'ok', c.layout}, 0

@@ -7,7 +7,8 @@ In: `Chunk`s; out: `Batch`es (see store.py); the key layout and the server-side 
 - sample: the SAMPLE script picks sequences and reports their byte ranges atomically; one MULTI/EXEC of GETRANGEs
   reads exactly those step records. Chunk keys are never reused, so a sequence whose chunk was evicted in
   between comes back empty and is dropped and redrawn; no half-evicted sequence is ever returned.
-- Values are decoded only by chunk.py's codec (never unpickled); a foreign value is reported and skipped.
+- Values are decoded only by chunk.py's codec (no object deserialisation); a foreign value is reported and
+  skipped.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import numpy as np
 import redis
 
 from system.replay import redis_scripts
-from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, decode_chunk, encode_chunk, \
-    payload_start
+from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, check_size, decode_chunk, \
+    encode_chunk, payload_start
 from system.replay.config import ReplayConfig
 from system.replay.store import AddResult, ReplayError, ReplayStore, Sequence, TableStats
 
@@ -114,28 +115,52 @@ class RedisStore(ReplayStore):
                                   "another replay.key_prefix, or delete the old table's keys")
         self._ready.add(table)
 
-    def _try_add(self, table: str, chunk: Chunk) -> AddResult | None:
+    def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]:
         self._ensure_table(table)
         info, index = self._keys(table)
         base = self._base(table)
-        length = chunk.length
         if self.table_config(table).samples_per_insert > 0:
-            # Ask first, so a blocked writer does not ship (and log to the AOF) its chunk on every retry.
-            if not self._can_insert(keys=[info], args=[length]):
-                return None
-        blob = encode_chunk(chunk, self.cfg.max_chunk_bytes)
-        staging = f"{base}:staging:{uuid.uuid4().hex}"
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(staging, blob, px=STAGING_TTL_MS)
-        self._commit(keys=[info, index, f"{base}:ep:{chunk.episode_id}", staging],
-                     args=[base, chunk.episode_id, int(chunk.step_offset), length, payload_start(blob),
-                           int(chunk.task_id), chunk.layout.key()], client=pipe)
-        status, *rest = pipe.execute()[1]
+            # Ask first, so a blocked writer does not ship (and log to the AOF) its chunks on every retry.
+            if not self._can_insert(keys=[info], args=[min(c.length for c in chunks)]):
+                return [None] * len(chunks)
+        staged = []
+        for chunk in chunks:
+            check_size(chunk, self.cfg.max_chunk_bytes)
+            blob = encode_chunk(chunk)
+            staging = f"{base}:staging:{uuid.uuid4().hex}"
+            keys = [info, index, f"{base}:ep:{chunk.episode_id}", staging]
+            args = [base, chunk.episode_id, int(chunk.step_offset), chunk.length, payload_start(blob),
+                    int(chunk.task_id), chunk.layout.key()]
+            staged.append((staging, blob, keys, args))
+        for attempt in range(2):
+            # One pipeline of per-chunk MULTI/EXEC blocks: each chunk is atomic on its own, and Redis works on
+            # one block while the next is still arriving (one big transaction would serialise the two).
+            # EVALSHA directly: a redis-py Script in a pipeline costs an extra SCRIPT EXISTS round trip.
+            pipe = self.client.pipeline(transaction=False)
+            for staging, blob, keys, args in staged:
+                pipe.execute_command("MULTI")
+                pipe.execute_command("SET", staging, blob, "PX", STAGING_TTL_MS)
+                pipe.execute_command("EVALSHA", self._commit.sha, len(keys), *keys, *args)
+                pipe.execute_command("EXEC")
+            replies = [r if isinstance(r, Exception) else r[1] for r in pipe.execute(raise_on_error=False)[3::4]]
+            if not any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
+                break
+            # The server forgot the script (restart, SCRIPT FLUSH): load it and redo the whole batch; the
+            # staged values are overwritten under the same names, committed chunks report as duplicates.
+            self._commit.sha = self.client.script_load(redis_scripts.COMMIT)
+        return [self._add_result(table, chunk, reply) for chunk, reply in zip(chunks, replies)]
+
+    def _add_result(self, table: str, chunk: Chunk, reply) -> AddResult | None:
+        if isinstance(reply, Exception):
+            raise ReplayError(f"committing chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) "
+                              f"failed: {reply}")
+        status, *rest = reply
         if status == b"inserted":
             return AddResult(inserted=True, seq=int(rest[0]), evicted_chunks=int(rest[1]))
         if status == b"duplicate":
             return AddResult(inserted=False, seq=int(rest[0]))
-        if status == b"limited":
+        if status in (b"limited", b"uninitialised"):
+            self._ready.discard(table)  # after "uninitialised" the retry stores the table's settings again
             return None
         if status == b"layout":
             raise ChunkError(f"chunk (episode {chunk.episode_id!r}) has step layout {chunk.layout.key()}, "
@@ -148,7 +173,8 @@ class RedisStore(ReplayStore):
         base = self._base(table)
         reply = self._pick(keys=[info, index], args=[base, length, repr(float(recency)), int(counted), want,
                                                       *map(repr, randoms.tolist())])
-        if reply[0] == b"limited":
+        if reply[0] in (b"limited", b"uninitialised"):
+            self._ready.discard(table)
             return None
         layout = StepLayout.from_key(reply[1].decode("ascii", errors="replace"))
         plans = _parse_plans(reply[2:])
@@ -236,7 +262,8 @@ def _parse_plans(flat: list) -> list[tuple[str, int, int, list[tuple[int, int, i
     """Unflattens the SAMPLE script's reply into (episode_id, start, task_id, pieces) per sequence."""
     plans, i = [], 0
     while i < len(flat):
-        episode_id, start, task_id, count = flat[i].decode("ascii"), int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
+        episode_id = flat[i].decode("ascii")
+        start, task_id, count = int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
         i += 4
         pieces = [tuple(int(x) for x in flat[i + 5 * k:i + 5 * k + 5]) for k in range(count)]
         i += 5 * count

@@ -35,10 +35,11 @@ def free_port() -> int:
 
 class LocalRedisServer:
     def __init__(self, directory: str | Path, port: int | None = None, appendfsync: str = "everysec",
-                 binary: str = "redis-server"):
+                 appendonly: bool = True, binary: str = "redis-server"):
         self.directory = Path(directory).resolve()
         self.port = port
         self.appendfsync = appendfsync
+        self.appendonly = appendonly  # False: memory only, nothing survives a restart
         self.binary = binary
         self.process: subprocess.Popen | None = None
         self.password = ""
@@ -89,7 +90,8 @@ class LocalRedisServer:
         lines = [
             "bind 127.0.0.1 -::1", f"port {port}", "protected-mode yes", f'requirepass "{self.password}"',
             f'dir "{self.directory}"', 'logfile "redis.log"', "daemonize no",
-            "appendonly yes", f"appendfsync {self.appendfsync}", 'save ""',  # AOF only, no RDB snapshots
+            f"appendonly {'yes' if self.appendonly else 'no'}", f"appendfsync {self.appendfsync}",
+            'save ""',  # AOF only, no RDB snapshots
             "maxmemory-policy noeviction",
             "aof-load-truncated yes",  # a crash mid-write drops only the unfinished last transaction
         ]

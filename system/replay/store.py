@@ -1,6 +1,7 @@
 """The replay store interface that both backends implement, and the batch it returns.
 
     store.add(table, chunk) -> AddResult                      idempotent per (table, episode_id, step_offset)
+    store.add_many(table, chunks) -> list[AddResult]          the same, in one round trip
     store.sample(table, B, T, recency=0.0) -> Batch           (B, T) sequences inside one episode, rate limited
     store.sample_contexts(table, B, C) -> Batch               (B, C) start contexts for imagination
     store.get_chunk / episode_chunks / episode_steps / stats
@@ -116,7 +117,7 @@ class ReplayStore(abc.ABC):
 
     # Backend primitives. `None` means "the rate limiter says not now".
     @abc.abstractmethod
-    def _try_add(self, table: str, chunk: Chunk) -> AddResult | None: ...
+    def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]: ...
 
     @abc.abstractmethod
     def _try_sample(self, table: str, want: int, length: int, recency: float, counted: bool,
@@ -157,19 +158,32 @@ class ReplayStore(abc.ABC):
     def add(self, table: str, chunk: Chunk, timeout: float | None = None) -> AddResult:
         """Stores the chunk, or reports it was already stored. Waits for the rate limiter up to `timeout`
         seconds (default cfg.block_timeout_s; 0 = do not wait), then raises RateLimited."""
-        if not isinstance(chunk, Chunk):
-            raise ChunkError(f"add expects a Chunk, got {type(chunk).__name__}")
+        return self.add_many(table, [chunk], timeout)[0]
+
+    def add_many(self, table: str, chunks: list[Chunk], timeout: float | None = None) -> list[AddResult]:
+        """`add` for several chunks in one round trip (e.g. the chunks a vector of environments finished);
+        each chunk is still committed, deduplicated and rate limited on its own."""
         capacity = self.table_config(table).capacity_steps
-        if chunk.length > capacity:
-            raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) has {chunk.length} "
-                             f"steps, more than table {table!r} holds (capacity_steps = {capacity})")
+        for chunk in chunks:
+            if not isinstance(chunk, Chunk):
+                raise ChunkError(f"add expects a Chunk, got {type(chunk).__name__}")
+            if chunk.layout != chunks[0].layout:  # so a layout mismatch with the table refuses all or none
+                raise ChunkError(f"add_many: chunk (episode {chunk.episode_id!r}) has step layout "
+                                 f"{chunk.layout.key()}, the first chunk {chunks[0].layout.key()}")
+            if chunk.length > capacity:
+                raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) has "
+                                 f"{chunk.length} steps, more than table {table!r} holds (capacity_steps = {capacity})")
         deadline = self._deadline(timeout)
+        results: list[AddResult | None] = [None] * len(chunks)
         for attempt in itertools.count():
-            result = self._try_add(table, chunk)
-            if result is not None:
-                return result
+            pending = [i for i, result in enumerate(results) if result is None]
+            for i, result in zip(pending, self._try_add(table, [chunks[i] for i in pending])):
+                results[i] = result
+            if all(result is not None for result in results):
+                return results
             if not self._wait(table, deadline, attempt):
-                raise RateLimited(f"table {table!r}: the rate limiter did not allow inserting {chunk.length} steps "
+                steps = sum(chunks[i].length for i, r in enumerate(results) if r is None)
+                raise RateLimited(f"table {table!r}: the rate limiter did not allow inserting {steps} steps "
                                   f"within {self._timeout(timeout)} s (samplers are behind the ratio)")
 
     def sample(self, table: str, batch_size: int, length: int, recency: float = 0.0,
