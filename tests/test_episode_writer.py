@@ -47,18 +47,20 @@ def test_interrupted_run_is_completed_without_duplicates():
     cfg = IngestConfig(chunk_length=10, size=(8, 8))
     store, calls = embedded_store(), []
     sources = [synthetic_source(f"ep{i}", 25 + i, calls) for i in range(4)]
-    original_add, added = store.add, []
+    original_add_many = store.add_many
 
-    def add_then_crash(table, chunk):   # the process dies in the middle of episode ep2's second chunk
-        if chunk.episode_id == "ep2" and chunk.step_offset == 10:
-            raise Interrupt
-        added.append((chunk.episode_id, chunk.step_offset))
-        return original_add(table, chunk)
+    def add_then_crash(table, chunks):   # the process dies before episode ep2's second chunk is committed
+        results = []
+        for chunk in chunks:
+            if chunk.episode_id == "ep2" and chunk.step_offset == 10:
+                raise Interrupt
+            results += original_add_many(table, [chunk])
+        return results
 
-    store.add = add_then_crash
+    store.add_many = add_then_crash
     with pytest.raises(Interrupt):
         ingest(store, sources, cfg, crafter_action_space(), console=QUIET)
-    store.add = original_add
+    store.add_many = original_add_many
     assert is_complete(store, "real", "ep1") and not is_complete(store, "real", "ep2")
     assert store.episode_chunks("real", "ep2") == [(0, 10)]
 

@@ -46,7 +46,7 @@ def test_minerl_episodes_land_in_the_runs_action_space(tmp_path):
 
 
 @pytest.fixture
-def need_redis():
+def need_redis():  # the tests using it are also marked `redis`, like the replay package's
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (scripts/install-redis.sh installs it)")
 
@@ -57,6 +57,7 @@ def run_cli(args):
     return code, out.getvalue()
 
 
+@pytest.mark.redis
 def test_command_line_minerl_into_local_redis_twice(tmp_path, need_redis):
     root, run_dir = tmp_path / "minerl", tmp_path / "run"
     for i in range(2):
@@ -79,6 +80,7 @@ def test_command_line_minerl_into_local_redis_twice(tmp_path, need_redis):
         assert chunk.is_last and chunk.terminals[-1]
 
 
+@pytest.mark.redis
 def test_command_line_crafter_and_vpt(tmp_path, need_redis):
     run_dir = tmp_path / "run"
     args = ["crafter", f"run_dir={run_dir}", "replay.backend=redis", "data.collect.episodes=2",
