@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from system.data.config import DataConfig
+from system.envs.config import EnvConfig
 from system.replay.config import ReplayConfig
 from system.typed_config import ConfigError, load_config
 
@@ -30,6 +32,8 @@ class Config:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 def load(argv: list[str]) -> Config:
