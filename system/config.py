@@ -11,9 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from system.data.config import DataConfig
 from system.dynamics import DynamicsConfig
 from system.dynamics_train import DynamicsTrainConfig
+from system.envs.config import EnvConfig
 from system.generation import GenerationConfig
+from system.replay.config import ReplayConfig
 from system.typed_config import ConfigError, load_config
 
 
@@ -31,6 +34,9 @@ class Config:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     dynamics_train: DynamicsTrainConfig = field(default_factory=DynamicsTrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)

@@ -1,0 +1,241 @@
+"""Writes datasets into the replay store: `python -m system.data.ingest {minerl,vpt,crafter} [ROOT] [options]`.
+
+    python -m system.data.ingest minerl $MINERL_DATA_ROOT run_dir=runs/minerl data.minerl.envs=[MineRLTreechop-v0]
+    python -m system.data.ingest vpt /data/vpt/6.13 run_dir=runs/vpt data.ingest.size=[128,128]
+    python -m system.data.ingest crafter run_dir=runs/crafter data.collect.episodes=100 data.collect.policy=scripted
+    python -m system.data.ingest minerl $MINERL_DATA_ROOT --stats      # statistics only: no decoding, no store
+
+Options: `--config PATH` (the run's YAML) and dotted `key=value` overrides of it, `--stats`, `--per-source`.
+Episodes come from minerl_reader / vpt_reader / collect and go through episode_writer.ingest into table
+`data.ingest.table`, in the run's action space (resolve_action_space), in chunks of `data.ingest.chunk_length`
+steps. A progress bar runs meanwhile; a summary table (and per-environment statistics, the Crafter score for
+collections) follows at the end.
+
+Idempotent by episode id: complete episodes are skipped unread, an interrupted one is completed (see
+episode_writer.py). Bad input (missing file, truncated mp4, npz missing a key, too few frames, wrong resolution,
+...) skips that episode and is listed at the end; other episodes continue.
+
+The store is the one `replay:` configures: a Redis URL (replay.url or $REDIS_URL), else a local redis-server
+whose data lives in <run_dir>/redis (run the training with the same run_dir). The embedded in-process store
+is refused here: it would vanish when this command exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from system.data.config import DataConfig
+from system.data.episode_writer import IngestReport, IngestSource, ingest
+from system.data.errors import DataError
+from system.data.stats import DatasetStats
+from system.envs.action_space import ActionSpace, action_space_for_env, crafter_action_space, minecraft_action_space
+from system.envs.crafter_score import CrafterStats
+
+KINDS = ("minerl", "vpt", "crafter")
+
+
+# ---- sources --------------------------------------------------------------------------------------------------
+
+def minerl_sources(root: str | Path, data: DataConfig) -> tuple[list[IngestSource], list[tuple[str, DataError]]]:
+    from system.data.minerl_reader import find_minerl_streams, read_minerl_stream
+
+    streams, skipped = find_minerl_streams(root, data.minerl.envs)
+    cfg = data.ingest
+    sources = [IngestSource(s.episode_id, s.env_name, str(s.path), minecraft_action_space(s.env_name),
+                            lambda s=s: read_minerl_stream(
+                                s, size=cfg.size, resize=cfg.resize,
+                                duplicate_last_frame=data.minerl.duplicate_last_frame,
+                                expect_source_size=(64, 64) if data.minerl.check_resolution else None))
+               for s in streams]
+    return sources, skipped
+
+
+def vpt_sources(root: str | Path, data: DataConfig) -> tuple[list[IngestSource], list[tuple[str, DataError]]]:
+    from system.data.vpt_reader import SOURCE_SIZE, VptOptions, find_vpt_segments, read_vpt_segment
+
+    segments, skipped = find_vpt_segments(root)
+    v, cfg = data.vpt, data.ingest
+    options = VptOptions(v.drop_null_actions, v.fix_stuck_attack, v.hotbar_from_state, v.draw_cursor)
+    sources = [IngestSource(s.episode_id, "vpt", str(s.video), minecraft_action_space(),
+                            lambda s=s: read_vpt_segment(s, size=cfg.size, resize=cfg.resize, options=options,
+                                                         expect_source_size=SOURCE_SIZE if v.check_resolution
+                                                         else None))
+               for s in segments]
+    return sources, skipped
+
+
+def crafter_ingest_sources(data: DataConfig) -> list[IngestSource]:
+    from system.data.collect import crafter_sources
+
+    return [IngestSource(s.episode_id, "crafter", s.episode_id, crafter_action_space(), s.read)
+            for s in crafter_sources(data.collect, size=data.ingest.size)]
+
+
+def resolve_action_space(kind: str, data: DataConfig, env_name: str, groups: set[str]) -> ActionSpace:
+    """The action space episodes are stored in: data.ingest.action_space, else the run's env when it is the same
+    kind of world, else the sources' own (for several MineRL envs: the Obtain space every v0 env fits in)."""
+    if data.ingest.action_space:
+        return action_space_for_env(data.ingest.action_space)
+    if (env_name != "crafter") == (kind in ("minerl", "vpt")):
+        return action_space_for_env(env_name)
+    if kind == "crafter":
+        return crafter_action_space()
+    if kind == "vpt" or not groups:
+        return minecraft_action_space()
+    if len(groups) == 1:
+        return minecraft_action_space(next(iter(groups)))
+    return minecraft_action_space("MineRLObtainDiamond-v0")
+
+
+# ---- command line -----------------------------------------------------------------------------------------------
+
+def describe_sources(kind: str, root: str | Path, data: DataConfig) -> DatasetStats:
+    """Statistics from metadata only (MineRL: npz + metadata.json; VPT: jsonl + mp4 header)."""
+    stats = DatasetStats()
+    if kind == "minerl":
+        from system.data.minerl_reader import describe_minerl_stream, find_minerl_streams
+        items, skipped = find_minerl_streams(root, data.minerl.envs)
+        describe, group = describe_minerl_stream, (lambda s: s.env_name)
+    else:
+        from system.data.vpt_reader import VptOptions, describe_vpt_segment, find_vpt_segments
+        items, skipped = find_vpt_segments(root)
+        v = data.vpt
+        options = VptOptions(v.drop_null_actions, v.fix_stuck_attack, v.hotbar_from_state, v.draw_cursor)
+        describe, group = (lambda s: describe_vpt_segment(s, options)), (lambda s: "vpt")
+    for name, error in skipped:
+        stats.skip(name, error)
+    for item in items:
+        try:
+            stats.add(describe(item))
+        except DataError as error:
+            stats.skip(group(item), error)
+    return stats
+
+
+def summary_table(report: IngestReport, table: str, space: ActionSpace, where: str, store_steps: int) -> Table:
+    out = Table(title="Ingest summary")
+    out.add_column("")
+    out.add_column("", justify="right")
+    rows = [("store", where), ("table", table), ("action space", f"{space.name} ({len(space)} components)"),
+            ("episodes written", report.ingested), ("already stored (not read)", report.already_stored),
+            ("skipped (bad input)", report.skipped), ("chunks written", report.chunks_added),
+            ("chunks already present", report.chunks_present), ("steps written", report.steps_added),
+            ("steps now in the table", store_steps), ("chunks evicted", report.evicted_chunks)]
+    for name, value in rows:
+        out.add_row(name, str(value))
+    return out
+
+
+def crafter_table(stats: CrafterStats) -> Table:
+    summary = stats.summary()
+    out = Table(title=f"Crafter: {summary['episodes']} episodes, score {summary['score']:.2f}, "
+                      f"mean return {summary['mean_return']:.2f}, mean length {summary['mean_length']:.0f}")
+    out.add_column("achievement")
+    out.add_column("success %", justify="right")
+    for name, rate in summary["success_rates"].items():
+        out.add_row(name, f"{rate:.1f}")
+    return out
+
+
+USAGE = ("usage: python -m system.data.ingest {minerl,vpt,crafter} [ROOT] [--config PATH] [--stats] "
+         "[--per-source] [dotted.key=value ...]")
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    from system.config import load
+    from system.typed_config import ConfigError
+
+    # Piped output would default to 80 columns, too narrow for the tables.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=160))
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in KINDS:
+        console.print(USAGE)
+        return 2
+    kind = args.pop(0)
+    root = None
+    if kind != "crafter":
+        if not args or args[0].startswith("-") or "=" in args[0]:
+            console.print(f"{kind} needs the dataset directory\n{USAGE}")
+            return 2
+        root = args.pop(0)
+    stats_only = "--stats" in args
+    per_source = "--per-source" in args
+    args = [a for a in args if a not in ("--stats", "--per-source")]
+    try:
+        cfg = load(args)
+    except ConfigError as error:
+        console.print(f"[red]config error:[/red] {error}")
+        return 2
+    data: DataConfig = cfg.data
+
+    try:
+        if stats_only:
+            if kind == "crafter":
+                console.print("--stats describes an existing dataset; crafter episodes are collected, not read")
+                return 2
+            describe_sources(kind, root, data).print(console, per_source=per_source)
+            return 0
+        if kind == "crafter":
+            sources, skipped = crafter_ingest_sources(data), []
+        else:
+            sources, skipped = (minerl_sources if kind == "minerl" else vpt_sources)(root, data)
+    except DataError as error:
+        console.print(f"[red]cannot read the dataset:[/red] {error}")
+        return 1
+    except ValueError as error:   # e.g. a policy factory that cannot be loaded
+        console.print(f"[red]error:[/red] {error}")
+        return 2
+    target = resolve_action_space(kind, data, cfg.env.name, {s.group for s in sources})
+    return _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
+
+
+def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source) -> int:
+    from system.replay import EmbeddedStore, RateLimited, ReplayError, make_store
+    from system.replay.chunk import ChunkError
+
+    run_dir = Path(cfg.run_dir or "runs/dataset")
+    try:
+        store = make_store(cfg.replay, run_dir)
+    except ReplayError as error:
+        console.print(f"[red]cannot open the replay store:[/red] {error}")
+        return 1
+    with store:
+        if isinstance(store, EmbeddedStore):
+            console.print("[red]replay.backend resolved to the embedded in-process store[/red], which is lost when "
+                          "ingest exits: install redis-server (scripts/install-redis.sh) or set replay.url")
+            return 2
+        where = cfg.replay.url or f"local redis-server in {run_dir / 'redis'}"
+        report = IngestReport()
+        for group, error in skipped:
+            report.stats.skip(group, error)
+        try:
+            ingest(store, sources, cfg.data.ingest, target, total=len(sources), console=console, report=report)
+        except (ChunkError, ReplayError) as error:
+            console.print(f"[red]the store refused the data, stopping:[/red] {error}")
+            return 1
+        except RateLimited as error:
+            console.print(f"[red]{error}[/red]\nNothing samples while a dataset is ingested, so a table with "
+                          "samples_per_insert > 0 blocks: ingest offline data into a table whose "
+                          "samples_per_insert is 0 (the same settings the training run then uses)")
+            return 1
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]: run the same command again to finish; stored episodes "
+                          "are not written twice")
+            return 130
+        store_steps = store.stats(cfg.data.ingest.table).steps
+    console.print(summary_table(report, cfg.data.ingest.table, target, where, store_steps))
+    report.stats.print(console, per_source=per_source)
+    if kind == "crafter" and report.crafter.returns:
+        console.print(crafter_table(report.crafter))
+    if report.evicted_chunks:
+        console.print(f"[yellow]warning:[/yellow] {report.evicted_chunks} chunks were evicted because the table is "
+                      "full; raise replay.tables.<table>.capacity_steps to keep the whole dataset")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Metric logging: metrics.jsonl in the run directory, a console line, and an optional wandb mirror.
+
+    log = MetricsLog(run_dir, wandb_mode="offline", project="dreamer4", config=cfg_dict)
+    log.write("tokenizer", step, {"loss": 0.1, "psnr": 21.3})     # one JSON line; console every call
+    log.close()
+
+wandb runs offline by default (files under run_dir/wandb, nothing leaves the machine); "disabled" skips it,
+and a missing or failing wandb never stops training: it is reported once and metrics.jsonl stays the record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+
+class MetricsLog:
+    def __init__(self, run_dir: str | Path, wandb_mode: str = "disabled", project: str = "dreamer4",
+                 config: dict | None = None, console=print):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.file = self.path.open("a", buffering=1)
+        self.console = console
+        self.start = time.time()
+        self.wandb_run = None
+        if wandb_mode != "disabled":
+            try:
+                import wandb
+
+                self.wandb_run = wandb.init(project=project, mode=wandb_mode, dir=str(run_dir), config=config,
+                                            name=Path(run_dir).name, reinit="finish_previous")
+            except Exception as error:  # logging must never take the run down
+                console(f"wandb unavailable ({type(error).__name__}: {error}); metrics.jsonl only")
+
+    def write(self, phase: str, step: int, scalars: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in scalars.items() if v is not None and math.isfinite(float(v))}
+        record = {"phase": phase, "step": int(step), "time": round(time.time() - self.start, 3), **clean}
+        self.file.write(json.dumps(record) + "\n")
+        if self.console is not None:
+            shown = " ".join(f"{k}={v:.4g}" for k, v in clean.items())
+            self.console(f"[{phase}] step {step}: {shown}")
+        if self.wandb_run is not None:
+            self.wandb_run.log({f"{phase}/{k}": v for k, v in clean.items()}, step=None)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None

@@ -1,0 +1,174 @@
+"""In-process replay store with the Redis store's interface, for single-machine runs without a server.
+
+In: validated `Chunk`s; out: `Batch`es (see store.py). Chunks are kept as read-only arrays of packed step
+records, the same layout Redis stores, and sampled with the same algorithm and random numbers. Thread-safe
+(one lock; the rate limiter waits on a condition variable). It lives in one process: to share it between Ray
+actors, put it inside one actor; across machines use the Redis backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from system.replay.chunk import Chunk, ChunkError, StepLayout, check_size
+from system.replay.config import ReplayConfig
+from system.replay.store import AddResult, ReplayStore, Sequence, TableStats, pick_index
+
+
+@dataclass
+class _Stored:
+    episode_id: str
+    step_offset: int
+    task_id: int
+    is_last: bool
+    records: np.ndarray  # (T,) record dtype, read-only
+
+
+@dataclass
+class _Table:
+    layout: StepLayout | None = None
+    chunks: dict[int, _Stored] = field(default_factory=dict)  # seq -> chunk; seqs head..tail-1, FIFO order
+    episodes: dict[str, dict[int, int]] = field(default_factory=dict)  # episode_id -> step_offset -> seq
+    head: int = 0
+    tail: int = 0
+    steps: int = 0
+    max_len: int = 0
+    inserted_steps: int = 0
+    sampled_steps: int = 0
+    evicted_chunks: int = 0
+    evicted_steps: int = 0
+
+
+class EmbeddedStore(ReplayStore):
+    def __init__(self, cfg: ReplayConfig, seed: int | None = None):
+        super().__init__(cfg, seed)
+        self._changed = threading.Condition()
+        self._tables: dict[str, _Table] = {}
+
+    def _table(self, name: str) -> _Table:
+        self.table_config(name)
+        return self._tables.setdefault(name, _Table())
+
+    def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]:
+        return [self._try_add_one(table, chunk) for chunk in chunks]
+
+    def _try_add_one(self, table: str, chunk: Chunk) -> AddResult | None:
+        check_size(chunk, self.cfg.max_chunk_bytes)
+        records = chunk.records()
+        records.flags.writeable = False
+        capacity = self.table_config(table).capacity_steps
+        with self._changed:
+            t = self._table(table)
+            existing = t.episodes.get(chunk.episode_id, {}).get(int(chunk.step_offset))
+            if existing is not None:
+                return AddResult(inserted=False, seq=existing)
+            if t.layout is not None and t.layout != chunk.layout:
+                raise ChunkError(f"chunk (episode {chunk.episode_id!r}) has step layout {chunk.layout.key()}, "
+                                 f"table {table!r} holds {t.layout.key()}")
+            if not self.limiter(table).can_insert(t.steps, t.inserted_steps, t.sampled_steps, chunk.length):
+                return None
+            t.layout = chunk.layout
+            seq = t.tail
+            t.tail += 1
+            t.chunks[seq] = _Stored(chunk.episode_id, int(chunk.step_offset), int(chunk.task_id),
+                                    bool(chunk.is_last), records)
+            t.episodes.setdefault(chunk.episode_id, {})[int(chunk.step_offset)] = seq
+            t.steps += chunk.length
+            t.inserted_steps += chunk.length
+            t.max_len = max(t.max_len, chunk.length)
+            evicted = 0
+            while t.steps > capacity:
+                self._evict_oldest(t)
+                evicted += 1
+            self._changed.notify_all()
+            return AddResult(inserted=True, seq=seq, evicted_chunks=evicted)
+
+    @staticmethod
+    def _evict_oldest(t: _Table) -> None:
+        old = t.chunks.pop(t.head)
+        offsets = t.episodes[old.episode_id]
+        del offsets[old.step_offset]
+        if not offsets:
+            del t.episodes[old.episode_id]
+        t.head += 1
+        t.steps -= len(old.records)
+        t.evicted_chunks += 1
+        t.evicted_steps += len(old.records)
+
+    def _try_sample(self, table, want, length, recency, counted, randoms):
+        limiter = self.limiter(table)
+        with self._changed:
+            t = self._table(table)
+            allowed = (limiter.can_sample(t.steps, t.inserted_steps, t.sampled_steps, want * length) if counted
+                       else t.steps >= limiter.min_size_to_sample)
+            if not allowed:
+                return None
+            found: list[Sequence] = []
+            count = t.tail - t.head
+            for u_chunk, u_offset in randoms.reshape(-1, 2):
+                if len(found) == want:
+                    break
+                first = t.chunks[t.head + pick_index(u_chunk, count, recency)]
+                offset = int(np.floor(u_offset * t.max_len))
+                if offset >= len(first.records):
+                    continue
+                sequence = self._follow(t, first, offset, length)
+                if sequence is not None:
+                    found.append(sequence)
+            if counted:
+                t.sampled_steps += len(found) * length
+                self._changed.notify_all()
+            return found, t.layout
+
+    @staticmethod
+    def _follow(t: _Table, first: _Stored, offset: int, length: int) -> Sequence | None:
+        """The `length` steps from `offset` in `first`, following the episode's next chunks; None if missing."""
+        pieces = [first.records[offset:offset + length]]
+        need = length - len(pieces[0])
+        next_offset = first.step_offset + len(first.records)
+        offsets = t.episodes[first.episode_id]
+        while need > 0:
+            seq = offsets.get(next_offset)
+            if seq is None:
+                return None
+            records = t.chunks[seq].records
+            pieces.append(records[:need])
+            need -= len(pieces[-1])
+            next_offset += len(records)
+        return Sequence(first.episode_id, first.step_offset + offset, first.task_id, pieces)
+
+    def _wait(self, table: str, deadline: float, attempt: int = 0) -> bool:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        with self._changed:
+            self._changed.wait(timeout=remaining)
+        return True
+
+    def get_chunk(self, table: str, episode_id: str, step_offset: int) -> Chunk:
+        with self._changed:
+            t = self._table(table)
+            seq = t.episodes.get(episode_id, {}).get(int(step_offset))
+            if seq is None:
+                raise KeyError(f"table {table!r} stores no chunk of episode {episode_id!r} at step {step_offset}")
+            stored = t.chunks[seq]
+        return Chunk.from_records(stored.records, stored.episode_id, stored.step_offset, stored.task_id,
+                                  stored.is_last)
+
+    def episode_chunks(self, table: str, episode_id: str) -> list[tuple[int, int]]:
+        with self._changed:
+            t = self._table(table)
+            offsets = t.episodes.get(episode_id, {})
+            return sorted((offset, len(t.chunks[seq].records)) for offset, seq in offsets.items())
+
+    def stats(self, table: str) -> TableStats:
+        with self._changed:
+            t = self._table(table)
+            return TableStats(chunks=t.tail - t.head, steps=t.steps,
+                              capacity_steps=self.table_config(table).capacity_steps,
+                              inserted_steps=t.inserted_steps, sampled_steps=t.sampled_steps,
+                              evicted_chunks=t.evicted_chunks, evicted_steps=t.evicted_steps)

@@ -1,0 +1,125 @@
+"""Tokenizer objective and training step (paper Eq. 5): RMS-normalised MSE + 0.2 RMS-normalised LPIPS.
+
+    trainer = TokenizerTrainer(model_cfg, train_cfg, device)
+    metrics = trainer.step(frames)        # frames (B, T, H, W, 3) float in [0, 1]; one optimizer step
+    metrics = trainer.evaluate(frames)    # no masking (p = 0), no update: {"mse", "psnr"}
+
+Training draws a fresh MAE mask per image (p ~ U(0, mask_prob_max)) and reconstructs every patch, masked or
+not (the paper leaves open which patches the loss covers; all of them also trains the p = 0 inference case).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from system.image_metrics import psnr
+from system.loss_norm import RunningRMS
+from system.lpips import LPIPS, load_lpips
+from system.tokenizer import Tokenizer, TokenizerConfig
+
+
+@dataclass
+class TokenizerTrainConfig:
+    steps: int = 10000
+    batch_size: int = 16
+    seq_len: int = 8            # frames per training sequence (the tokenizer is causal in time)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1   # cosine decay to this fraction of lr
+    warmup: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lpips_backbone: str = ""    # local torchvision VGG16 state dict; empty: LPIPS off (warned once)
+    lpips_linear: str = ""      # local LPIPS v0.1 VGG linear weights
+
+
+class TokenizerLoss(nn.Module):
+    """(recon, frames) -> (loss, metrics). Each term is divided by its own detached running RMS."""
+
+    def __init__(self, cfg: TokenizerConfig, lpips: LPIPS | None):
+        super().__init__()
+        self.lpips_weight = cfg.lpips_weight
+        self.lpips = lpips
+        self.mse_norm = RunningRMS(cfg.rms_decay)
+        self.lpips_norm = RunningRMS(cfg.rms_decay)
+
+    def forward(self, recon: torch.Tensor, frames: torch.Tensor):
+        mse = F.mse_loss(recon.float(), frames.float())
+        loss = self.mse_norm(mse)
+        metrics = {"mse": mse.detach()}
+        if self.lpips is not None and self.lpips_weight > 0:
+            flat = lambda x: x.flatten(0, 1).permute(0, 3, 1, 2).float()
+            perceptual = self.lpips(flat(recon), flat(frames)).mean()
+            loss = loss + self.lpips_weight * self.lpips_norm(perceptual)
+            metrics["lpips"] = perceptual.detach()
+        metrics["loss"] = loss.detach()
+        return loss, metrics
+
+
+def lr_at(step: int, cfg: TokenizerTrainConfig) -> float:
+    """Linear warm-up, then cosine decay from lr to min_lr_ratio * lr over the remaining steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; matrices decay, norms/biases/embeddings-as-vectors do not."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+
+
+class TokenizerTrainer:
+    def __init__(self, model_cfg: TokenizerConfig, train_cfg: TokenizerTrainConfig, device: torch.device | str,
+                 generator: torch.Generator | None = None):
+        self.cfg, self.train_cfg, self.device = model_cfg, train_cfg, torch.device(device)
+        self.model = Tokenizer(model_cfg).to(self.device)
+        lpips = load_lpips(train_cfg.lpips_backbone, train_cfg.lpips_linear)
+        self.loss_fn = TokenizerLoss(model_cfg, lpips.to(self.device) if lpips is not None else None).to(self.device)
+        self.optimizer = make_optimizer(self.model, train_cfg.lr, train_cfg.weight_decay)
+        self.generator = generator
+        self.step_count = 0
+
+    def step(self, frames: torch.Tensor) -> dict[str, float]:
+        self.model.train()
+        self.loss_fn.train()
+        frames = frames.to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step_count, self.train_cfg)
+        mask = self.model.sample_mask(*frames.shape[:2], device=self.device, generator=self.generator)
+        recon, _ = self.model(frames, mask)
+        loss, metrics = self.loss_fn(recon, frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        metrics.update(grad_norm=grad_norm, mask_fraction=mask.float().mean(), lr=self.optimizer.param_groups[0]["lr"],
+                       psnr=psnr(recon.detach().clamp(0, 1), frames))
+        return {k: float(v) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def evaluate(self, frames: torch.Tensor) -> dict[str, float]:
+        self.model.eval()
+        frames = frames.to(self.device)
+        recon = self.model.decode(self.model.encode(frames)).clamp(0, 1)
+        return {"mse": float(F.mse_loss(recon, frames)), "psnr": float(psnr(recon, frames))}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "loss_norm": {"mse": self.loss_fn.mse_norm.state_dict(), "lpips": self.loss_fn.lpips_norm.state_dict()},
+                "step": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loss_fn.mse_norm.load_state_dict(state["loss_norm"]["mse"])
+        self.loss_fn.lpips_norm.load_state_dict(state["loss_norm"]["lpips"])
+        self.step_count = int(state["step"])

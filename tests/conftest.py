@@ -1,0 +1,86 @@
+"""Shared fixtures. Real components only: Crafter frames from the real `crafter` package, a real
+redis-server per test, and replay stores of both backends."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from system.replay import ReplayConfig, TableConfig, TablesConfig, make_store
+from system.replay.server import LocalRedisServer
+
+
+def _random_policy_frames(seed: int, steps: int) -> np.ndarray:
+    """(steps, 64, 64, 3) uint8 frames of one Crafter world under a uniform random policy (resets on done)."""
+    import crafter
+
+    env = crafter.Env(size=(64, 64), seed=seed)
+    rng = np.random.default_rng(seed)
+    frames = [env.reset()]
+    while len(frames) < steps:
+        obs, _, done, _ = env.step(int(rng.integers(env.action_space.n)))
+        frames.append(env.reset() if done else obs)
+    return np.stack(frames)
+
+
+@pytest.fixture(scope="session")
+def crafter_frames():
+    """crafter_frames(seed, steps) -> uint8 frames, cached for the whole test session."""
+    cache: dict = {}
+
+    def get(seed: int, steps: int) -> np.ndarray:
+        if (seed, steps) not in cache:
+            cache[seed, steps] = _random_policy_frames(seed, steps)
+        return cache[seed, steps]
+
+    return get
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port with a generated password; killed at teardown."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/install-redis.sh installs it)")
+    server = LocalRedisServer(tmp_path / "redis").start()
+    yield server
+    server.kill()
+
+
+def replay_config(backend: str, url: str = "", max_chunk_bytes: int = 2**20, **table) -> ReplayConfig:
+    return ReplayConfig(backend=backend, url=url, block_timeout_s=5.0, max_chunk_bytes=max_chunk_bytes,
+                        tables=TablesConfig(real=TableConfig(**table)))
+
+
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
+def make_test_store(request, tmp_path, monkeypatch):
+    """Factory of stores of one backend; with redis, every store is a separate client of one server."""
+    stores = []
+    server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    if server is not None:
+        monkeypatch.setenv("REDIS_PASSWORD", server.password)
+    shared = {}
+
+    def factory(seed: int = 0, **settings):
+        """settings: max_chunk_bytes and the `real` table's TableConfig fields."""
+        if server is None:
+            # The embedded store lives in one process: "another client" is the same object.
+            if "store" not in shared:
+                shared["store"] = make_store(replay_config("embedded", **settings), tmp_path, seed=seed)
+            return shared["store"]
+        store = make_store(replay_config("redis", server.url, **settings), tmp_path, seed=seed)
+        stores.append(store)
+        return store
+
+    factory.backend = request.param
+    yield factory
+    for store in stores:
+        store.close()
