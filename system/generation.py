@@ -3,7 +3,7 @@
     out = rollout(model, GenerationConfig(), context_z, context_actions, actions, generator=g)
     out.z       (B, H, N_z, D_z)   generated packed latents of H new frames
     out.agent   (B, H, S_g, D)     agent-token features of each generated frame (what the policy reads)
-    out.frames  (B, H, h, w, 3)    decoded frames, when a tokenizer is given
+    out.frames  (B, H, h, w, 3)    decoded frames, when a tokenizer is given (decoded after the context)
 
 context_z (B, T0, N_z, D_z) are real (clean, packed) latents of the first T0 frames, context_actions (B, T0, A)
 their actions, actions (B, H, A) the action that produces each new frame (the shared step convention: step t
@@ -124,8 +124,13 @@ class CachedSampler:
         return z, agent
 
 
-def _frames_out(model, z: torch.Tensor, tokenizer) -> torch.Tensor | None:
-    return None if tokenizer is None else tokenizer.decode(model.unpack(z))
+def _frames_out(model, context_z: torch.Tensor, z: torch.Tensor, tokenizer) -> torch.Tensor | None:
+    """Decodes the generated frames after the real context latents (the tokenizer decoder is causal in time,
+    so the generated frames are decoded with their context, as a real episode would be)."""
+    if tokenizer is None:
+        return None
+    frames = context_z.shape[1]
+    return tokenizer.decode(model.unpack(torch.cat([context_z, z], 1)))[:, frames:]
 
 
 @torch.no_grad()
@@ -150,7 +155,7 @@ def rollout(model, cfg: GenerationConfig, context_z: torch.Tensor, context_actio
         t = t + 1
     z = torch.cat(zs, 1)
     agent = torch.cat(agents, 1) if agents and agents[0] is not None else None
-    return RolloutOutput(z, agent, _frames_out(model, z, tokenizer))
+    return RolloutOutput(z, agent, _frames_out(model, context_z, z, tokenizer))
 
 
 @torch.no_grad()
@@ -185,7 +190,7 @@ def rollout_uncached(model, cfg: GenerationConfig, context_z: torch.Tensor, cont
         agents.append(out.agent[:, -1:] if out.agent is not None else None)
     z = torch.cat(zs, 1)
     agent = torch.cat(agents, 1) if agents and agents[0] is not None else None
-    return RolloutOutput(z, agent, _frames_out(model, z, tokenizer))
+    return RolloutOutput(z, agent, _frames_out(model, context_z, z, tokenizer))
 
 
 def _action_history(context_actions, actions, b: int, t0: int, horizon: int) -> torch.Tensor | None:

@@ -124,12 +124,13 @@ def test_decoding_with_a_tokenizer():
 
     class Decoder:
         def decode(self, z):
-            assert z.shape == (1, 2, 8, 4)  # unpacked to (B, H, N_b, D_b)
-            return z.mean(dim=(-2, -1))[..., None, None, None].expand(1, 2, 5, 5, 3)
+            assert z.shape == (1, 3, 8, 4)  # unpacked to (B, T0 + H, N_b, D_b): context first (causal decoder)
+            return z.mean(dim=(-2, -1))[..., None, None, None].expand(1, 3, 5, 5, 3)
 
     out = rollout(model, GenerationConfig(), torch.zeros(1, 1, N_Z, D_Z), None, random_actions(1, 2),
                   generator=torch.Generator().manual_seed(0), tokenizer=Decoder())
     assert out.frames.shape == (1, 2, 5, 5, 3)
+    assert torch.allclose(out.frames[0, :, 0, 0, 0], out.z[0].mean(dim=(-2, -1)))  # the generated frames
 
 
 @pytest.mark.slow
