@@ -12,6 +12,8 @@ model learner (learners/) wraps this; nothing here imports Ray.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,10 +31,19 @@ class DynamicsTrainConfig:
     steps: int = 100_000           # paper: not given
     lr: float = 3e-4               # AdamW; paper: optimizer and learning rate not given (ours)
     weight_decay: float = 0.01
-    warmup_steps: int = 1000       # linear learning-rate warm-up
+    warmup_steps: int = 1000       # linear learning-rate warm-up, then cosine decay over `steps`
+    min_lr_ratio: float = 0.1      # the cosine decay ends at min_lr_ratio * lr (1.0: constant)
     grad_clip: float = 1.0         # global gradient-norm clip; 0 disables
     loss_rms_decay: float = 0.99   # running-RMS loss normalisation (paper: used, decay not given)
     log_every: int = 100           # steps between progress lines of train_dynamics
+
+
+def lr_at(step: int, cfg: DynamicsTrainConfig) -> float:
+    """Linear warm-up to cfg.lr, then cosine decay to min_lr_ratio * lr at cfg.steps."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class DynamicsTrainer:
@@ -68,7 +79,7 @@ class DynamicsTrainer:
                    task: torch.Tensor | None = None) -> dict[str, float]:
         self.model.train()
         cfg = self.cfg
-        lr = cfg.lr * min(1.0, (self.step + 1) / max(cfg.warmup_steps, 1))
+        lr = lr_at(self.step, cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, metrics = self.loss(z1, actions, images, task)
@@ -108,6 +119,7 @@ def train_dynamics(model, episodes_z: list[torch.Tensor], episodes_a: list[torch
                    log=print) -> list[dict[str, float]]:
     """Trains `model` on in-memory episodes with the batch schedule; logs a line every cfg.log_every steps."""
     steps = cfg.steps if steps is None else steps
+    cfg = dataclasses.replace(cfg, steps=steps)  # the learning-rate schedule spans this run
     trainer = DynamicsTrainer(model, cfg, seed)
     schedule = BatchSchedule(cfg.schedule)
     data_gen = torch.Generator().manual_seed(seed + 1)
