@@ -133,6 +133,12 @@ def _frames_out(model, context_z: torch.Tensor, z: torch.Tensor, tokenizer) -> t
     return tokenizer.decode(model.unpack(torch.cat([context_z, z], 1)))[:, frames:]
 
 
+def _fresh(x: torch.Tensor) -> torch.Tensor:
+    """A copy with default strides: every frame then hands `step` inputs of identical shape AND strides, so a
+    compiled (or CUDA-graph captured) step is reused instead of recompiled for each horizon length."""
+    return x.new_empty(x.shape).copy_(x)
+
+
 @torch.no_grad()
 def rollout(model, cfg: GenerationConfig, context_z: torch.Tensor, context_actions: torch.Tensor | None,
             actions: torch.Tensor | None, horizon: int | None = None, noise: RolloutNoise | None = None,
@@ -148,8 +154,8 @@ def rollout(model, cfg: GenerationConfig, context_z: torch.Tensor, context_actio
     t = torch.full((b,), t0, dtype=torch.long, device=context_z.device)
     zs, agents = [], []
     for h in range(horizon):
-        action = actions[:, h:h + 1] if actions is not None else None
-        z, agent = sampler.step(t, action, noise.start[:, h:h + 1], noise.renoise[:, h:h + 1], task)
+        action = _fresh(actions[:, h:h + 1]) if actions is not None else None
+        z, agent = sampler.step(t, action, _fresh(noise.start[:, h:h + 1]), _fresh(noise.renoise[:, h:h + 1]), task)
         zs.append(z)
         agents.append(agent)
         t = t + 1

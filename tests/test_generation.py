@@ -134,20 +134,19 @@ def test_decoding_with_a_tokenizer():
 
 
 @pytest.mark.slow
-def test_frame_step_compiles_without_graph_breaks():
-    """torch.compile(fullgraph=True) of one frame step: no graph break = no host sync or value branching."""
+def test_frame_step_compiles_without_graph_breaks_or_recompiles():
+    """torch.compile(fullgraph=True) of one frame step: no graph break = no host sync or value branching; a
+    second rollout of another horizon reuses the compiled step (error_on_recompile), and results match eager."""
     model = tiny_model(context=4, k_max=16, depth=2).eval()
-    sampler = CachedSampler(model, GenerationConfig(), batch=2)
-    step = torch.compile(sampler.step, fullgraph=True, dynamic=False)
-    actions = random_actions(2, 3)
+    cfg = GenerationConfig()
+    sampler = CachedSampler(model, cfg, batch=2)
+    sampler.step = torch.compile(sampler.step, fullgraph=True, dynamic=False)
     g = torch.Generator().manual_seed(0)
-    noise = draw_noise(2, 0, 3, (N_Z, D_Z), g)
-    t = torch.zeros(2, dtype=torch.long)
-    eager = CachedSampler(model, GenerationConfig(), batch=2)
-    with torch.no_grad():
-        for h in range(3):
-            args = (t, actions[:, h:h + 1], noise.start[:, h:h + 1], noise.renoise[:, h:h + 1])
-            z, _ = step(*args)
-            z_eager, _ = eager.step(*args)
-            assert (z - z_eager).abs().max() < 1e-4
-            t = t + 1
+    context = torch.randn(2, 2, N_Z, D_Z)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for horizon in (3, 5):  # 2 + 5 frames wrap the ring of 4
+            actions = random_actions(2, horizon)
+            noise = draw_noise(2, 2, horizon, (N_Z, D_Z), g)
+            compiled = rollout(model, cfg, context, None, actions, noise=noise, sampler=sampler)
+            eager = rollout(model, cfg, context, None, actions, noise=noise)
+            assert (compiled.z - eager.z).abs().max() < 1e-4
