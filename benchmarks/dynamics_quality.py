@@ -16,6 +16,8 @@ instead would let the many unchanged Crafter frames (infinite PSNR for a copy) d
   shuffled_actions_k4 actions of another window (action sensitivity: true should beat shuffled)
   copy_last_context   the last real context frame repeated (the baseline to beat)
   tokenizer_recon     decoded true latents: the ceiling the dynamics model can reach through this tokenizer
+  latent_mse_*        the same comparisons as MSE in packed latent space (plus the training-set mean latent),
+                      which separates the dynamics model from the tokenizer's reconstruction error
 The last line is one JSON object (name, config, device, figures, ratios).
 """
 
@@ -172,27 +174,36 @@ def main() -> None:
     def decode(future_z):
         return tokenizer.decode(model.unpack(torch.cat([z[:, :c], future_z], 1)))[:, c:]
 
-    def generate(k: int, acts: torch.Tensor) -> torch.Tensor:
+    latent_mse = {}  # the same comparisons in packed latent space, where the tokenizer is out of the picture
+
+    def generate(name: str, k: int, acts: torch.Tensor) -> torch.Tensor:
         out = rollout(model, GenerationConfig(sampling_steps=k), z[:, :c], a[:, :c], acts, noise=noise)
+        latent_mse[name] = float((out.z - z[:, c:]).square().mean())
         return decode(out.z)
 
     start = time.time()
     mse = {
-        "model_k4": step_mse(generate(4, a[:, c:]), truth),
-        "model_k64": step_mse(generate(64, a[:, c:]), truth),
-        "shuffled_actions_k4": step_mse(generate(4, a[:, c:][torch.randperm(n, generator=gen)]), truth),
+        "model_k4": step_mse(generate("model_k4", 4, a[:, c:]), truth),
+        "model_k64": step_mse(generate("model_k64", 64, a[:, c:]), truth),
+        "shuffled_actions_k4": step_mse(generate("shuffled_actions_k4", 4,
+                                                 a[:, c:][torch.randperm(n, generator=gen)]), truth),
         "copy_last_context": step_mse(frames[:, c - 1:c].expand_as(truth), truth),
         "tokenizer_recon": step_mse(decode(z[:, c:]), truth),
     }
+    latent_mse["copy_last_context"] = float((z[:, c - 1:c] - z[:, c:]).square().mean())
+    latent_mse["mean_latent"] = float((torch.cat(train_z).mean(0) - z[:, c:]).square().mean())
     eval_time = time.time() - start
     figures = {name: round(float(psnr_db(v.mean())), 3) for name, v in mse.items()}
     figures.update({f"{name}_per_step": [round(float(x), 2) for x in psnr_db(v)] for name, v in mse.items()
                     if name in ("model_k4", "shuffled_actions_k4", "copy_last_context")})
+    figures.update({f"latent_mse_{name}": round(v, 5) for name, v in latent_mse.items()})
     ratios = {
         "model_k4_minus_copy_db": round(figures["model_k4"] - figures["copy_last_context"], 3),
         "true_minus_shuffled_actions_db": round(figures["model_k4"] - figures["shuffled_actions_k4"], 3),
         "k4_minus_k64_db": round(figures["model_k4"] - figures["model_k64"], 3),
         "model_k4_minus_tokenizer_ceiling_db": round(figures["model_k4"] - figures["tokenizer_recon"], 3),
+        "latent_mse_model_k4_over_copy": round(latent_mse["model_k4"] / latent_mse["copy_last_context"], 3),
+        "latent_mse_model_k4_over_mean_latent": round(latent_mse["model_k4"] / latent_mse["mean_latent"], 3),
     }
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
