@@ -87,8 +87,7 @@ def main() -> None:
         sampler.step = torch.compile(sampler.step, fullgraph=True, dynamic=False)
 
     def cached(frames: int) -> float:
-        noise = draw_noise(b, t0, frames, shape, gen, device)
-        noise = type(noise)(*(n.to(dtype) for n in noise))
+        noise = draw_noise(b, t0, frames, shape, gen, device, dtype)
         sync(device)
         start = time.perf_counter()
         rollout(model, cfg, context, actions[:, :t0], actions[:, t0:t0 + frames], noise=noise, sampler=sampler)
@@ -96,8 +95,7 @@ def main() -> None:
         return time.perf_counter() - start
 
     def uncached(frames: int) -> float:
-        noise = draw_noise(b, t0, frames, shape, gen, device)
-        noise = type(noise)(*(n.to(dtype) for n in noise))
+        noise = draw_noise(b, t0, frames, shape, gen, device, dtype)
         sync(device)
         start = time.perf_counter()
         rollout_uncached(model, cfg, context, actions[:, :t0], actions[:, t0:t0 + frames], noise=noise)

@@ -69,9 +69,10 @@ class RolloutNoise(NamedTuple):
 
 
 def draw_noise(batch: int, context_frames: int, horizon: int, token_shape: tuple[int, int],
-               generator: torch.Generator | None = None, device=None) -> RolloutNoise:
-    def draw(frames):
-        return torch.randn(batch, frames, *token_shape, generator=generator, device=device)
+               generator: torch.Generator | None = None, device=None,
+               dtype: torch.dtype = torch.float32) -> RolloutNoise:
+    def draw(frames):  # drawn in float32 and cast, so a seed gives the same noise in every dtype
+        return torch.randn(batch, frames, *token_shape, generator=generator, device=device).to(dtype)
     return RolloutNoise(draw(context_frames), draw(horizon), draw(horizon))
 
 
@@ -94,6 +95,9 @@ class CachedSampler:
         # Constants built once: the per-frame step creates no tensors from Python numbers.
         self.step_taus = [torch.full((batch, 1), i / k, device=device) for i in range(k)]
         self.step_d = torch.full((batch, 1), 1.0 / k, device=device)
+        # Euler step z += (z1_hat - z) * d / (1 - tau), one factor per pass, in the latents' dtype
+        self.step_scales = [torch.full((batch, 1, 1, 1), (1.0 / k) / (1 - i / k), device=device, dtype=dtype)
+                            for i in range(k)]
         self.context_tau = context_signal(model.k_max, cfg.context_noise)
         self.ctx_tau = torch.full((batch, 1), self.context_tau, device=device)
         self.ctx_d = torch.full((batch, 1), 1.0 / model.k_max, device=device)
@@ -116,9 +120,9 @@ class CachedSampler:
         renoise noise (B, 1, N_z, D_z). Returns (z1 (B, 1, N_z, D_z), agent (B, 1, S_g, D) or None)."""
         model, d = self.model, self.step_d
         z = start
-        for tau in self.step_taus:
+        for tau, scale in zip(self.step_taus, self.step_scales):
             z1_hat = model(z, tau, d, action, task, cache=self.cache, t=t).z1
-            z = z + (z1_hat - z) / (1 - tau)[..., None, None] * d[..., None, None]
+            z = z + (z1_hat - z) * scale
         context = noise_latents(z, renoise, self.ctx_tau)
         agent = model(context, self.ctx_tau, self.ctx_d, action, task, cache=self.cache, t=t).agent
         return z, agent
@@ -148,7 +152,7 @@ def rollout(model, cfg: GenerationConfig, context_z: torch.Tensor, context_actio
     b, t0 = context_z.shape[:2]
     horizon = actions.shape[1] if horizon is None else horizon
     if noise is None:
-        noise = draw_noise(b, t0, horizon, context_z.shape[2:], generator, context_z.device)
+        noise = draw_noise(b, t0, horizon, context_z.shape[2:], generator, context_z.device, context_z.dtype)
     sampler = sampler or CachedSampler(model, cfg, b, context_z.device)
     sampler.prefill(context_z, context_actions, noise.context, task)
     t = torch.full((b,), t0, dtype=torch.long, device=context_z.device)
@@ -189,7 +193,7 @@ def rollout_uncached(model, cfg: GenerationConfig, context_z: torch.Tensor, cont
             tau = torch.cat([full(n, tau_ctx), full(1, i / k)], 1)
             d = torch.cat([full(n, d_min), full(1, 1.0 / k)], 1)
             z1_hat = model(torch.cat([context, z], 1), tau, d, seq_actions, task).z1[:, -1:]
-            z = z + (z1_hat - z) / (1 - i / k) * (1.0 / k)
+            z = z + (z1_hat - z) * ((1.0 / k) / (1 - i / k))
         zs.append(z)
         context = torch.cat([context, noise_latents(z, noise.renoise[:, h:h + 1], full(1, tau_ctx))], 1)
         out = model(context, full(n + 1, tau_ctx), full(n + 1, d_min), seq_actions, task)

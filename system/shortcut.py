@@ -51,9 +51,9 @@ def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
 
 
 def noise_latents(z1: torch.Tensor, z0: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """z~ = (1 - tau) z0 + tau z1; z (B, T, N, D), tau (B, T)."""
+    """z~ = (1 - tau) z0 + tau z1; z (B, T, N, D), tau (B, T). Keeps the dtype of z1 (tau may be float32)."""
     tau = tau[..., None, None]
-    return (1 - tau) * z0 + tau * z1
+    return ((1 - tau) * z0 + tau * z1).to(z1.dtype)
 
 
 def num_bootstrap_rows(batch: int, cfg: ShortcutConfig, step: int) -> int:

@@ -150,3 +150,12 @@ def test_frame_step_compiles_without_graph_breaks_or_recompiles():
             compiled = rollout(model, cfg, context, None, actions, noise=noise, sampler=sampler)
             eager = rollout(model, cfg, context, None, actions, noise=noise)
             assert (compiled.z - eager.z).abs().max() < 1e-4
+
+
+def test_bfloat16_rollout_keeps_its_dtype():
+    """Mixed dtypes: float32 (tau, d) with bfloat16 weights, latents and cache (how a GPU would run it)."""
+    model = tiny_model(context=4, k_max=16).eval().to(torch.bfloat16)
+    sampler = CachedSampler(model, GenerationConfig(), batch=1, dtype=torch.bfloat16)
+    out = rollout(model, GenerationConfig(), torch.randn(1, 2, N_Z, D_Z, dtype=torch.bfloat16), None,
+                  random_actions(1, 5), noise=None, generator=torch.Generator().manual_seed(0), sampler=sampler)
+    assert out.z.dtype == torch.bfloat16 and torch.isfinite(out.z.float()).all()
