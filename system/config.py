@@ -14,6 +14,7 @@ from typing import Literal
 from system.data.config import DataConfig
 from system.envs.config import EnvConfig
 from system.replay.config import ReplayConfig
+from system.tokenizer_phase import TokenizerSection
 from system.typed_config import ConfigError, load_config
 
 
@@ -34,6 +35,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
 
 
 def load(argv: list[str]) -> Config:
