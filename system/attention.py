@@ -24,7 +24,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from system.rope import apply_rope, rope_tables
 

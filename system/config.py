@@ -17,6 +17,7 @@ from system.dynamics_train import DynamicsTrainConfig
 from system.envs.config import EnvConfig
 from system.generation import GenerationConfig
 from system.replay.config import ReplayConfig
+from system.tokenizer_phase import TokenizerSection
 from system.typed_config import ConfigError, load_config
 
 
@@ -37,6 +38,7 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     dynamics_train: DynamicsTrainConfig = field(default_factory=DynamicsTrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)

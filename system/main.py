@@ -1,0 +1,103 @@
+"""The main job: `python -m system.main --config configs/smoke.yaml [dotted.key=value ...]`.
+
+What it runs today (the Ray runtime, agent finetuning and imagination training come with later issues):
+  1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
+     `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
+     from other world seeds, kept in memory for evaluation;
+  2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory).
+Everything lands in the run directory (see system/run_dir.py); `run_dir=PATH` resumes a run there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from system.config import Config, load
+from system.data.collect import crafter_sources
+from system.data.episode_writer import ingest
+from system.data.ingest import crafter_ingest_sources
+from system.envs.action_space import crafter_action_space
+from system.metrics_log import MetricsLog
+from system.replay import make_store
+from system.run_dir import create_run_dir
+from system.tokenizer_phase import run_tokenizer_phase
+from system.typed_config import ConfigError, to_dict
+
+HELD_OUT_SEED_OFFSET = 1_000_003  # held-out worlds: a collection seed no training run uses by default
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def collect_training_data(cfg: Config, store, console: Console) -> None:
+    if cfg.env.name != "crafter":
+        raise ConfigError(f"env.name={cfg.env.name!r}: the main job collects Crafter episodes; MineRL data enters "
+                          "the store through `python -m system.data.ingest minerl <root>`")
+    sources = crafter_ingest_sources(cfg.data)
+    report = ingest(store, sources, cfg.data.ingest, crafter_action_space(), total=len(sources), console=console)
+    console.print(f"replay: {report.ingested} episodes collected, {report.already_stored} already stored, "
+                  f"{store.stats(cfg.data.ingest.table).steps} steps in table {cfg.data.ingest.table!r}")
+
+
+def held_out_frames(cfg: Config, episodes: int, frames: int) -> np.ndarray:
+    """(episodes, frames, H, W, 3) uint8 from worlds the training collection never visits."""
+    collect = dataclasses.replace(cfg.data.collect, episodes=episodes, seed=cfg.data.collect.seed + HELD_OUT_SEED_OFFSET,
+                                  max_episode_steps=max(frames, cfg.data.collect.max_episode_steps))
+    clips = []
+    for source in crafter_sources(collect, size=cfg.data.ingest.size):
+        episode = source.read()
+        clip = episode.frames[:frames]
+        if len(clip) < frames:  # an early death: pad by holding the last frame
+            clip = np.concatenate([clip, np.repeat(clip[-1:], frames - len(clip), axis=0)])
+        clips.append(clip)
+    return np.stack(clips)
+
+
+def run(cfg: Config, console: Console | None = None) -> dict:
+    console = console or Console()
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    run_dir = create_run_dir(cfg)
+    console.print(f"run directory: {run_dir} (device {device})")
+    log = MetricsLog(run_dir, cfg.logging.wandb, cfg.logging.wandb_project, to_dict(cfg))
+    store = make_store(cfg.replay, run_dir, seed=cfg.seed)
+    try:
+        collect_training_data(cfg, store, console)
+        held_out = held_out_frames(cfg, episodes=2, frames=cfg.tokenizer.train.seq_len * 4)
+        run_tokenizer_phase(cfg, store, held_out, run_dir, log, device)
+    finally:
+        store.close()
+        log.close()
+    console.print(f"done: {run_dir}")
+    return {"run_dir": run_dir}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load(sys.argv[1:] if argv is None else argv)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return 2
+    run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The main job end to end on a tiny config: the run-directory contract, and resuming a finished run."""
+
+import json
+
+import torch
+
+from system.config import Config, load
+from system.main import main, run
+from system.typed_config import load_config
+
+TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wandb=disabled",
+        "logging.log_every=2", "data.collect.episodes=2", "data.collect.max_episode_steps=20",
+        "tokenizer.train.steps=4", "tokenizer.train.batch_size=2", "tokenizer.train.seq_len=2",
+        "tokenizer.checkpoint_every=2"]
+
+
+def test_main_job_leaves_the_run_directory_contract(tmp_path):
+    run_dir = tmp_path / "run"
+    cfg = load(TINY + [f"run_dir={run_dir}"])
+    run(cfg)
+    # config.yaml is the resolved config and reloads to the same object
+    assert load_config(Config, run_dir / "config.yaml") == cfg
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["phase"] == "tokenizer"] == [2, 4]
+    assert all({"phase", "step", "time"} <= set(r) for r in records)
+    assert any(r["phase"] == "tokenizer_eval" and "held_out_psnr" in r for r in records)
+    state = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
+    assert state["step"] == 4 and state["config"]["num_latents"] == cfg.tokenizer.model.num_latents
+    assert (run_dir / "videos" / "tokenizer_reconstructions.png").stat().st_size > 0
+
+
+def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run(load(TINY + [f"run_dir={run_dir}"]))
+    before = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
+    run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6"]))
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "at step 4" in out
+    after = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
+    assert before["step"] == 4 and after["step"] == 6
+    steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
+             if json.loads(l)["phase"] == "tokenizer"]
+    assert steps == [2, 4, 6]
+
+
+def test_bad_config_is_reported_with_the_key_and_exit_code_2(capsys):
+    assert main(["--config", "configs/smoke.yaml", "tokenizer.model.patch_sise=4"]) == 2
+    assert "tokenizer.model.patch_sise" in capsys.readouterr().err
