@@ -60,6 +60,14 @@ class DynamicsConfig:
         return self.latent_tokens * self.latent_dim // self.packed_tokens
 
 
+def check_matches_tokenizer(cfg: DynamicsConfig, tokenizer_cfg) -> None:
+    """Raises if the dynamics latents do not match the tokenizer bottleneck (num_latents x latent_dim)."""
+    if (cfg.latent_tokens, cfg.latent_dim) != (tokenizer_cfg.num_latents, tokenizer_cfg.latent_dim):
+        raise ValueError(f"dynamics.latent_tokens x latent_dim = {cfg.latent_tokens} x {cfg.latent_dim} must equal "
+                         f"tokenizer.model.num_latents x latent_dim = {tokenizer_cfg.num_latents} x "
+                         f"{tokenizer_cfg.latent_dim}")
+
+
 class DynamicsOutput(NamedTuple):
     z1: torch.Tensor                  # (B, T, N_z, D_z) predicted clean latents
     agent: torch.Tensor | None        # (B, T, S_g, D) agent-token outputs (what policy/reward heads read)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from system.actions_embed import ActionEmbedding
-from system.dynamics import Dynamics, DynamicsConfig
+from system.dynamics import Dynamics, DynamicsConfig, check_matches_tokenizer
 from system.shortcut import ShortcutConfig, noise_latents, shortcut_loss
 from helpers_dynamics import one_thread  # noqa: F401 (autouse fixture)
 from helpers_dynamics import TOY_SPACE, Component, Space, random_actions, tiny_model
@@ -153,3 +153,13 @@ def test_tiny_model_overfits_a_tiny_batch():
     with torch.no_grad():
         pred = model(noise_latents(z1, z0, tau), *signal, actions).z1
     assert (pred - z1).square().mean() < (noise_latents(z1, z0, tau) - z1).square().mean() / 5
+
+
+def test_smoke_config_dynamics_matches_its_tokenizer():
+    from system.config import load
+    cfg = load(["--config", "configs/smoke.yaml"])
+    check_matches_tokenizer(cfg.dynamics, cfg.tokenizer.model)
+    assert cfg.dynamics_train.schedule.long_length > cfg.dynamics.transformer.context
+    Dynamics(cfg.dynamics)  # builds
+    with pytest.raises(ValueError, match="tokenizer.model.num_latents"):
+        check_matches_tokenizer(DynamicsConfig(), cfg.tokenizer.model)
