@@ -163,3 +163,17 @@ def test_smoke_config_dynamics_matches_its_tokenizer():
     Dynamics(cfg.dynamics)  # builds
     with pytest.raises(ValueError, match="tokenizer.model.num_latents"):
         check_matches_tokenizer(DynamicsConfig(), cfg.tokenizer.model)
+
+
+def test_real_action_spaces_embed_every_component():
+    """Minecraft: 23 binary keys (2 rows each) + a 121-way camera; Crafter: one 17-way categorical."""
+    from system.envs.action_space import crafter_action_space, minecraft_action_space
+    torch.manual_seed(0)
+    minecraft = ActionEmbedding(minecraft_action_space().components, dim=8)
+    assert minecraft.table.shape == (23 * 2 + 121, 8)
+    assert ActionEmbedding(crafter_action_space().components, dim=8).table.shape == (17, 8)
+    noop = torch.from_numpy(minecraft_action_space().noop()).long().view(1, 1, -1)
+    camera_left = noop.clone()
+    camera_left[..., -1] = 55  # another camera bin changes the token, keys unchanged
+    assert (minecraft(noop) - minecraft(camera_left)).abs().max() > 1e-4
+    assert torch.equal(minecraft(torch.full_like(noop, -1)), minecraft.base.expand(1, 1, 1, 8))
