@@ -37,7 +37,8 @@ from system.data.config import CollectConfig
 from system.dynamics import Dynamics, DynamicsConfig
 from system.dynamics_train import DynamicsTrainConfig, train_dynamics
 from system.envs.action_space import crafter_action_space
-from system.generation import GenerationConfig, draw_noise, rollout
+from system.generation import draw_noise
+from system.open_loop import decode_after, open_loop, pixel_mse_per_step, psnr_db
 from system.shortcut import ShortcutConfig
 from system.tokenizer import Tokenizer, TokenizerConfig
 from system.tokenizer_training import TokenizerTrainConfig, TokenizerTrainer
@@ -85,7 +86,7 @@ def collect(args):
 
 
 def train_tokenizer(cfg: TokenizerConfig, episodes, steps: int, seed: int, device) -> Tokenizer:
-    train_cfg = TokenizerTrainConfig(steps=steps, batch_size=8, seq_len=2, lr=3e-3, warmup=20)
+    train_cfg = TokenizerTrainConfig(steps=steps, batch_size=8, seq_len=2, lr=3e-3, warmup_steps=20)
     trainer = TokenizerTrainer(cfg, train_cfg, device, torch.Generator(device=device).manual_seed(seed))
     rng = np.random.default_rng(seed)
     start = time.time()
@@ -99,15 +100,6 @@ def train_tokenizer(cfg: TokenizerConfig, episodes, steps: int, seed: int, devic
         if (step + 1) % 100 == 0:
             print(f"tokenizer step {step + 1}/{steps}  psnr {m['psnr']:.2f}  {time.time() - start:.0f}s", flush=True)
     return trainer.model.eval()
-
-
-def step_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(B, H, h, w, 3) in [0, 1] -> (H,) pixel MSE per horizon step, averaged over windows."""
-    return (x.clamp(0, 1) - y).square().flatten(2).mean(-1).mean(0)
-
-
-def psnr_db(mse: torch.Tensor) -> torch.Tensor:
-    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
 def main() -> None:
@@ -170,25 +162,24 @@ def main() -> None:
     noise_gen = torch.Generator(device=device).manual_seed(args.seed + 2000)
     noise = draw_noise(n, c, h, shape, noise_gen, device)   # the same noise for every variant
 
-    @torch.no_grad()
     def decode(future_z):
-        return tokenizer.decode(model.unpack(torch.cat([z[:, :c], future_z], 1)))[:, c:]
+        return decode_after(tokenizer, model, z[:, :c], future_z)
 
     latent_mse = {}  # the same comparisons in packed latent space, where the tokenizer is out of the picture
 
     def generate(name: str, k: int, acts: torch.Tensor) -> torch.Tensor:
-        out = rollout(model, GenerationConfig(sampling_steps=k), z[:, :c], a[:, :c], acts, noise=noise)
+        out = open_loop(tokenizer, model, frames, torch.cat([a[:, :c], acts], 1), c, k, noise=noise, true_z=z)
         latent_mse[name] = float((out.z - z[:, c:]).square().mean())
-        return decode(out.z)
+        return out.imagined
 
     start = time.time()
     mse = {
-        "model_k4": step_mse(generate("model_k4", 4, a[:, c:]), truth),
-        "model_k64": step_mse(generate("model_k64", 64, a[:, c:]), truth),
-        "shuffled_actions_k4": step_mse(generate("shuffled_actions_k4", 4,
+        "model_k4": pixel_mse_per_step(generate("model_k4", 4, a[:, c:]), truth),
+        "model_k64": pixel_mse_per_step(generate("model_k64", 64, a[:, c:]), truth),
+        "shuffled_actions_k4": pixel_mse_per_step(generate("shuffled_actions_k4", 4,
                                                  a[:, c:][torch.randperm(n, generator=gen)]), truth),
-        "copy_last_context": step_mse(frames[:, c - 1:c].expand_as(truth), truth),
-        "tokenizer_recon": step_mse(decode(z[:, c:]), truth),
+        "copy_last_context": pixel_mse_per_step(frames[:, c - 1:c].expand_as(truth), truth),
+        "tokenizer_recon": pixel_mse_per_step(decode(z[:, c:]), truth),
     }
     latent_mse["copy_last_context"] = float((z[:, c - 1:c] - z[:, c:]).square().mean())
     latent_mse["mean_latent"] = float((torch.cat(train_z).mean(0) - z[:, c:]).square().mean())

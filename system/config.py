@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from system.data.config import DataConfig
-from system.dynamics import DynamicsConfig
-from system.dynamics_train import DynamicsTrainConfig
+from system.dynamics_phase import DynamicsSection
 from system.envs.config import EnvConfig
-from system.generation import GenerationConfig
 from system.replay.config import ReplayConfig
 from system.tokenizer_phase import TokenizerSection
 from system.typed_config import ConfigError, load_config
@@ -39,9 +37,7 @@ class Config:
     env: EnvConfig = field(default_factory=EnvConfig)
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
-    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
-    dynamics_train: DynamicsTrainConfig = field(default_factory=DynamicsTrainConfig)
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    dynamics: DynamicsSection = field(default_factory=DynamicsSection)
 
 
 def load(argv: list[str]) -> Config:

@@ -13,7 +13,6 @@ model learner (learners/) wraps this; nothing here imports Ray.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ import torch
 
 from system.batch_schedule import BatchSchedule, BatchScheduleConfig, split_images
 from system.loss_norm import RunningRMS
+from system.optim import make_optimizer, warmup_cosine
 from system.shortcut import ShortcutConfig, shortcut_loss
 
 
@@ -40,18 +40,14 @@ class DynamicsTrainConfig:
 
 def lr_at(step: int, cfg: DynamicsTrainConfig) -> float:
     """Linear warm-up to cfg.lr, then cosine decay to min_lr_ratio * lr at cfg.steps."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
 
 
 class DynamicsTrainer:
     def __init__(self, model, cfg: DynamicsTrainConfig, seed: int = 0):
         self.model, self.cfg = model, cfg
         device = next(model.parameters()).device
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           betas=(0.9, 0.95))
+        self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         self.norm = RunningRMS(cfg.loss_rms_decay).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.step = 0

@@ -4,7 +4,9 @@ What it runs today (the Ray runtime, agent finetuning and imagination training c
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
      `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
      from other world seeds, kept in memory for evaluation;
-  2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory).
+  2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory);
+  3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
+     futures open-loop (PSNR against copying the last frame, a real-vs-imagined video).
 Everything lands in the run directory (see system/run_dir.py); `run_dir=PATH` resumes a run there.
 """
 
@@ -22,6 +24,7 @@ from system.config import Config, load
 from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
 from system.data.ingest import crafter_ingest_sources
+from system.dynamics_phase import run_dynamics_phase
 from system.envs.action_space import crafter_action_space
 from system.metrics_log import MetricsLog
 from system.replay import make_store
@@ -56,18 +59,22 @@ def collect_training_data(cfg: Config, store, console: Console) -> None:
                   f"{store.stats(cfg.data.ingest.table).steps} steps in table {cfg.data.ingest.table!r}")
 
 
-def held_out_frames(cfg: Config, episodes: int, frames: int) -> np.ndarray:
-    """(episodes, frames, H, W, 3) uint8 from worlds the training collection never visits."""
+def held_out_clips(cfg: Config, episodes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """frames (episodes, frames, H, W, 3) uint8 and actions (episodes, frames, A) int32 from worlds the
+    training collection never visits."""
     collect = dataclasses.replace(cfg.data.collect, episodes=episodes, seed=cfg.data.collect.seed + HELD_OUT_SEED_OFFSET,
                                   max_episode_steps=max(frames, cfg.data.collect.max_episode_steps))
-    clips = []
+    clips, actions = [], []
     for source in crafter_sources(collect, size=cfg.data.ingest.size):
         episode = source.read()
-        clip = episode.frames[:frames]
-        if len(clip) < frames:  # an early death: pad by holding the last frame
-            clip = np.concatenate([clip, np.repeat(clip[-1:], frames - len(clip), axis=0)])
+        clip, acts = episode.frames[:frames], episode.actions[:frames]
+        if len(clip) < frames:  # an early death: hold the last frame, with no-op labels
+            missing = frames - len(clip)
+            clip = np.concatenate([clip, np.repeat(clip[-1:], missing, axis=0)])
+            acts = np.concatenate([acts, np.repeat(crafter_action_space().noop()[None], missing, axis=0)])
         clips.append(clip)
-    return np.stack(clips)
+        actions.append(acts)
+    return np.stack(clips), np.stack(actions)
 
 
 def run(cfg: Config, console: Console | None = None) -> dict:
@@ -80,8 +87,10 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     store = make_store(cfg.replay, run_dir, seed=cfg.seed)
     try:
         collect_training_data(cfg, store, console)
-        held_out = held_out_frames(cfg, episodes=2, frames=cfg.tokenizer.train.seq_len * 4)
-        run_tokenizer_phase(cfg, store, held_out, run_dir, log, device)
+        length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon)
+        held_out = held_out_clips(cfg, episodes=4, frames=length)
+        tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
+        run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
     finally:
         store.close()
         log.close()

@@ -10,7 +10,6 @@ not (the paper leaves open which patches the loss covers; all of them also train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 from system.image_metrics import psnr
 from system.loss_norm import RunningRMS
+from system.optim import make_optimizer, warmup_cosine
 from system.lpips import LPIPS, load_lpips
 from system.tokenizer import Tokenizer, TokenizerConfig
 
@@ -30,7 +30,7 @@ class TokenizerTrainConfig:
     seq_len: int = 8            # frames per training sequence (the tokenizer is causal in time)
     lr: float = 3e-4
     min_lr_ratio: float = 0.1   # cosine decay to this fraction of lr
-    warmup: int = 500
+    warmup_steps: int = 500
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     lpips_backbone: str = ""    # local torchvision VGG16 state dict; empty: LPIPS off (warned once)
@@ -61,19 +61,7 @@ class TokenizerLoss(nn.Module):
 
 
 def lr_at(step: int, cfg: TokenizerTrainConfig) -> float:
-    """Linear warm-up, then cosine decay from lr to min_lr_ratio * lr over the remaining steps."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; matrices decay, norms/biases/embeddings-as-vectors do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
 
 
 class TokenizerTrainer:

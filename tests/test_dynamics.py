@@ -158,9 +158,9 @@ def test_tiny_model_overfits_a_tiny_batch():
 def test_smoke_config_dynamics_matches_its_tokenizer():
     from system.config import load
     cfg = load(["--config", "configs/smoke.yaml"])
-    check_matches_tokenizer(cfg.dynamics, cfg.tokenizer.model)
-    assert cfg.dynamics_train.schedule.long_length > cfg.dynamics.transformer.context
-    Dynamics(cfg.dynamics)  # builds
+    check_matches_tokenizer(cfg.dynamics.model, cfg.tokenizer.model)
+    assert cfg.dynamics.train.schedule.long_length > cfg.dynamics.model.transformer.context
+    Dynamics(cfg.dynamics.model)  # builds
     with pytest.raises(ValueError, match="tokenizer.model.num_latents"):
         check_matches_tokenizer(DynamicsConfig(), cfg.tokenizer.model)
 

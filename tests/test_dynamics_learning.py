@@ -31,7 +31,7 @@ def tiny_net(depth: int) -> TransformerConfig:
 def train_tokenizer(episodes, seed: int, steps: int = 300) -> torch.nn.Module:
     cfg = TokenizerConfig(image_size=(64, 64), patch_size=8, num_latents=16, latent_dim=16, encoder=tiny_net(2),
                           decoder=tiny_net(2))
-    train_cfg = TokenizerTrainConfig(steps=steps, batch_size=8, seq_len=2, lr=3e-3, warmup=20)
+    train_cfg = TokenizerTrainConfig(steps=steps, batch_size=8, seq_len=2, lr=3e-3, warmup_steps=20)
     torch.manual_seed(seed)
     trainer = TokenizerTrainer(cfg, train_cfg, "cpu", torch.Generator().manual_seed(seed))
     rng = np.random.default_rng(seed)

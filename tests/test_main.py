@@ -11,7 +11,10 @@ from system.typed_config import load_config
 TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wandb=disabled",
         "logging.log_every=2", "data.collect.episodes=2", "data.collect.max_episode_steps=20",
         "tokenizer.train.steps=4", "tokenizer.train.batch_size=2", "tokenizer.train.seq_len=2",
-        "tokenizer.checkpoint_every=2"]
+        "tokenizer.checkpoint_every=2", "dynamics.train.steps=4", "dynamics.checkpoint_every=2",
+        "dynamics.model.transformer.context=4", "dynamics.train.schedule.batch_size=2",
+        "dynamics.train.schedule.short_length=4", "dynamics.train.schedule.long_length=6",
+        "dynamics.eval_context=2", "dynamics.eval_horizon=3"]
 
 
 def test_main_job_leaves_the_run_directory_contract(tmp_path):
@@ -27,20 +30,28 @@ def test_main_job_leaves_the_run_directory_contract(tmp_path):
     state = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
     assert state["step"] == 4 and state["config"]["num_latents"] == cfg.tokenizer.model.num_latents
     assert (run_dir / "videos" / "tokenizer_reconstructions.png").stat().st_size > 0
+    assert [r["step"] for r in records if r["phase"] == "dynamics"] == [2, 4]
+    evaluation = [r for r in records if r["phase"] == "dynamics_eval"]
+    assert len(evaluation) == 1 and {"open_loop_psnr", "copy_last_psnr"} <= set(evaluation[0])
+    state = torch.load(run_dir / "checkpoints" / "dynamics.pt", weights_only=True)
+    assert state["step"] == 4 and state["config"]["packed_tokens"] == cfg.dynamics.model.packed_tokens
+    for name in ("dynamics_open_loop.png", "dynamics_open_loop.mp4"):
+        assert (run_dir / "videos" / name).stat().st_size > 0
 
 
 def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(load(TINY + [f"run_dir={run_dir}"]))
     before = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
-    run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6"]))
+    run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6", "dynamics.train.steps=6"]))
     out = capsys.readouterr().out
-    assert "resumed from" in out and "at step 4" in out
+    assert "tokenizer: resumed from" in out and "dynamics: resumed from" in out and "at step 4" in out
     after = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
     assert before["step"] == 4 and after["step"] == 6
     steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(l)["phase"] == "tokenizer"]
     assert steps == [2, 4, 6]
+    assert torch.load(run_dir / "checkpoints" / "dynamics.pt", weights_only=True)["step"] == 6
 
 
 def test_bad_config_is_reported_with_the_key_and_exit_code_2(capsys):

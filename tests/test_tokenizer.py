@@ -147,7 +147,7 @@ def test_tiny_tokenizer_beats_the_mean_frame_on_held_out_crafter_frames(crafter_
     net = TransformerConfig(dim=64, depth=2, num_heads=4, num_kv_heads=2, temporal_every=2, context=8,
                             mlp_ratio=2.0, attention="dense")
     cfg = TokenizerConfig(image_size=(64, 64), patch_size=8, num_latents=16, latent_dim=16, encoder=net, decoder=net)
-    train_cfg = TokenizerTrainConfig(steps=600, batch_size=8, seq_len=2, lr=3e-3, warmup=20)
+    train_cfg = TokenizerTrainConfig(steps=600, batch_size=8, seq_len=2, lr=3e-3, warmup_steps=20)
     trainer = TokenizerTrainer(cfg, train_cfg, "cpu", torch.Generator().manual_seed(0))
     rng = np.random.default_rng(0)
     for _ in range(train_cfg.steps):
