@@ -93,13 +93,15 @@ class TokenLayout:
 
     def modality_ids(self) -> torch.Tensor:
         """(S,) int64: index into `modalities` of each token position."""
-        return torch.cat([torch.full((count,), i, dtype=torch.long) for i, (_, count) in enumerate(self.segments)])
+        # Always on the CPU, also under a `with torch.device("meta")` model construction.
+        return torch.cat([torch.full((count,), i, dtype=torch.long, device="cpu")
+                          for i, (_, count) in enumerate(self.segments)])
 
     @cached_property
     def _space_mask(self) -> torch.Tensor:
         names = self.modalities
         rules = dict(self.reads)
-        allowed = torch.zeros(len(names), len(names), dtype=torch.bool)
+        allowed = torch.zeros(len(names), len(names), dtype=torch.bool, device="cpu")
         for i, name in enumerate(names):
             for j, other in enumerate(names):
                 if name == AGENT:

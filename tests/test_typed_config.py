@@ -72,11 +72,26 @@ def test_dump_round_trip(tmp_path):
     assert yaml.safe_load((tmp_path / "out.yaml").read_text())["inner"]["sizes"] == [1, 2]
 
 
-def test_project_configs_load():
+def test_project_configs_load_and_are_consistent():
+    """Every shipped config loads, its dynamics matches its tokenizer's bottleneck, its long batches exceed the
+    context (paper 3.2), and both models build (on the meta device: no memory for the paper-size ones)."""
     from pathlib import Path
 
-    for path in sorted(Path("configs").glob("*.yaml")):
+    import torch
+
+    from system.batch_schedule import BatchSchedule
+    from system.dynamics import Dynamics, check_matches_tokenizer
+    from system.tokenizer import Tokenizer
+
+    paths = sorted(Path("configs").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"smoke", "crafter", "minerl"}
+    for path in paths:
         cfg = load(["--config", str(path)])
         assert isinstance(cfg, Config)
+        check_matches_tokenizer(cfg.dynamics.model, cfg.tokenizer.model)
+        BatchSchedule(cfg.dynamics.train.schedule).check_context(cfg.dynamics.model.transformer.context)
+        with torch.device("meta"):
+            Tokenizer(cfg.tokenizer.model)
+            Dynamics(cfg.dynamics.model)
     with pytest.raises(ConfigError, match="unexpected argument"):
         load(["--bogus"])
