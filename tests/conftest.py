@@ -15,14 +15,14 @@ from system.replay.server import LocalRedisServer
 
 def _random_policy_frames(seed: int, steps: int) -> np.ndarray:
     """(steps, 64, 64, 3) uint8 frames of one Crafter world under a uniform random policy (resets on done)."""
-    import crafter
+    from system.envs.crafter_env import CrafterEnv
 
-    env = crafter.Env(size=(64, 64), seed=seed)
+    env = CrafterEnv(size=(64, 64), seed=seed)
     rng = np.random.default_rng(seed)
-    frames = [env.reset()]
+    frames = [env.reset()[0]]
     while len(frames) < steps:
-        obs, _, done, _ = env.step(int(rng.integers(env.action_space.n)))
-        frames.append(env.reset() if done else obs)
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(17)))
+        frames.append(env.reset()[0] if terminated or truncated else obs)
     return np.stack(frames)
 
 

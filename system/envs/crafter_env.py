@@ -10,8 +10,10 @@ Actions are one categorical column of 17 classes in crafter's order (action_spac
 last step also `episode` = {return, length, achievements} for crafter_score.CrafterStats.
 
 Seeding: `reset(seed=s)` starts crafter's world sequence at seed s (world k is derived from (s, k) by crafter
-itself), so the same seed and the same actions reproduce the same frames. Without a seed, the first reset uses
-the constructor's seed and later resets continue the sequence.
+itself), so the same seed and the same actions reproduce the same frames, in this process and in any other.
+Without a seed, the first reset uses the constructor's seed and later resets continue the sequence.
+Crafter alone is not reproducible across processes: when it balances creatures it draws one from a Python set
+ordered by memory address. `DeterministicCrafter` hands it the creatures sorted by position instead.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ import numpy as np
 from system.envs.action_space import crafter_action_space
 
 DEFAULT_LENGTH = 10000  # crafter.Env's own episode limit
+
+
+class DeterministicCrafter(crafter.Env):
+    """crafter.Env whose creature balancing sees the objects of a chunk in a fixed order (by position; two
+    objects never share a cell), so a seed reproduces an episode in every process."""
+
+    def _balance_object(self, chunk, objs, *args, **kwargs):
+        ordered = sorted(objs, key=lambda obj: (int(obj.pos[0]), int(obj.pos[1])))
+        return super()._balance_object(chunk, ordered, *args, **kwargs)
 
 
 class CrafterEnv(gymnasium.Env):
@@ -46,7 +57,7 @@ class CrafterEnv(gymnasium.Env):
 
     def _new_world_sequence(self, seed: int) -> crafter.Env:
         # crafter takes (width, height); our size is (height, width).
-        return crafter.Env(size=(self.size[1], self.size[0]), length=self.length, seed=seed)
+        return DeterministicCrafter(size=(self.size[1], self.size[0]), length=self.length, seed=seed)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
