@@ -96,7 +96,7 @@ def test_tiny_dynamics_beats_the_mean_latent_on_held_out_crafter_sequences():
     context frame is reported, not asserted: at this size the model does not reliably beat it (measured
     model/copy ratios 3.7, 0.46, 1.2, 4.2; see docs/benchmarks.md, Dynamics).
     Setup: 16 + 4 random-policy episodes of 150 steps; tokenizer 300 steps; dynamics 1500 steps, K_max = 16.
-"""
+    """
     model_mse, baseline_mse, copy_mse = learning_run(seed=0)
     print(f"held-out next-frame latent MSE: model {model_mse:.4f}, mean latent {baseline_mse:.4f}, "
           f"copy last frame {copy_mse:.4f}; ratio {model_mse / baseline_mse:.3f}")
