@@ -151,7 +151,7 @@ class BlockCausalTransformer(nn.Module):
                 temporal_index += 1
             else:
                 h = block.attn(h.reshape(b * frames, s, d), self.space_positions, self.space_mask,
-                               ("space", id(self.layout)))
+                               ("space", self.layout))
                 h = h.view(b, frames, s, d)
             x = x + h
             x = x + block.mlp(block.mlp_norm(x))
