@@ -52,17 +52,11 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
     trainer = DynamicsTrainer(model, section.train, seed=cfg.seed)
     path = Path(run_dir) / "checkpoints" / "dynamics.pt"
     if path.exists():
-        state = load_checkpoint(path, device)
-        model.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.norm.load_state_dict(state["loss_norm"])
-        trainer.step = int(state["step"])
+        trainer.load_state_dict(load_checkpoint(path, device))
         print(f"dynamics: resumed from {path} at step {trainer.step}")
 
     def checkpoint() -> None:
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
-                               "loss_norm": trainer.norm.state_dict(), "step": trainer.step,
-                               "config": to_dict(section.model)})
+        save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
 
     tokenizer.eval().requires_grad_(False)
     table, steps = cfg.data.ingest.table, section.train.steps

@@ -90,6 +90,18 @@ class DynamicsTrainer:
         return out
 
 
+    def state_dict(self) -> dict:
+        """Model, optimizer, loss normaliser and step: what a resumed run needs (tensors and primitives only)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "loss_norm": self.norm.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.norm.load_state_dict(state["loss_norm"])
+        self.step = int(state["step"])
+
+
 def sample_windows(episodes_z: list[torch.Tensor], episodes_a: list[torch.Tensor] | None, batch: int,
                    length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """B random windows of `length` consecutive steps, never crossing an episode boundary.
