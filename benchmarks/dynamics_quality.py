@@ -31,18 +31,18 @@ import time
 import numpy as np
 import torch
 
-from system.batch_schedule import BatchScheduleConfig
 from system.data.collect import crafter_sources
 from system.data.config import CollectConfig
-from system.dynamics import Dynamics, DynamicsConfig
-from system.dynamics_train import DynamicsTrainConfig, train_dynamics
 from system.envs.action_space import crafter_action_space
-from system.generation import draw_noise
-from system.open_loop import decode_after, open_loop, pixel_mse_per_step, psnr_db
-from system.shortcut import ShortcutConfig
-from system.tokenizer import Tokenizer, TokenizerConfig
-from system.tokenizer_training import TokenizerTrainConfig, TokenizerTrainer
-from system.transformer import TransformerConfig
+from system.imagination.generation import draw_noise
+from system.imagination.open_loop import decode_after, open_loop, pixel_mse_per_step, psnr_db
+from system.model.dynamics import Dynamics, DynamicsConfig
+from system.model.tokenizer import Tokenizer, TokenizerConfig
+from system.model.transformer import TransformerConfig
+from system.objectives.shortcut import ShortcutConfig
+from system.training.batch_schedule import BatchScheduleConfig
+from system.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
+from system.training.tokenizer_trainer import TokenizerTrainConfig, TokenizerTrainer
 
 
 def parse_args() -> argparse.Namespace:

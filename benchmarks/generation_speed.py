@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from system.dynamics import Dynamics, DynamicsConfig
-from system.generation import CachedSampler, GenerationConfig, draw_noise, rollout, rollout_uncached
-from system.transformer import TransformerConfig
+from system.imagination.generation import CachedSampler, GenerationConfig, draw_noise, rollout, rollout_uncached
+from system.model.dynamics import Dynamics, DynamicsConfig
+from system.model.transformer import TransformerConfig
 
 PRESETS = {
     # name: (dim, depth, heads, kv_heads, packed tokens N_z, latent dim per token D_z)

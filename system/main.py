@@ -7,7 +7,7 @@ What it runs today (the Ray runtime, agent finetuning and imagination training c
   2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory);
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
      futures open-loop (PSNR against copying the last frame, a real-vs-imagined video).
-Everything lands in the run directory (see system/run_dir.py); `run_dir=PATH` resumes a run there.
+Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from system.config import Config, load
 from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
 from system.data.ingest import crafter_ingest_sources
-from system.dynamics_phase import run_dynamics_phase
 from system.envs.action_space import crafter_action_space
-from system.metrics_log import MetricsLog
+from system.phases.train_dynamics import run_dynamics_phase
+from system.phases.train_tokenizer import run_tokenizer_phase
 from system.replay import make_store
-from system.run_dir import create_run_dir
-from system.tokenizer_phase import run_tokenizer_phase
-from system.typed_config import ConfigError, to_dict
+from system.run.config import Config, load
+from system.run.metrics_log import MetricsLog
+from system.run.run_dir import create_run_dir
+from system.run.typed_config import ConfigError, to_dict
 
 HELD_OUT_SEED_OFFSET = 1_000_003  # held-out worlds: a collection seed no training run uses by default
 

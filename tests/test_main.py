@@ -4,9 +4,9 @@ import json
 
 import torch
 
-from system.config import Config, load
 from system.main import main, run
-from system.typed_config import load_config
+from system.run.config import Config, load
+from system.run.typed_config import load_config
 
 TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wandb=disabled",
         "logging.log_every=2", "data.collect.episodes=2", "data.collect.max_episode_steps=20",

@@ -146,8 +146,8 @@ USAGE = ("usage: python -m system.data.ingest {minerl,vpt,crafter} [ROOT] [--con
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
-    from system.config import load
-    from system.typed_config import ConfigError
+    from system.run.config import load
+    from system.run.typed_config import ConfigError
 
     # Piped output would default to 80 columns, too narrow for the tables.
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))

@@ -29,13 +29,13 @@ import numpy as np
 
 from system.data.episode import Episode, make_episode_id
 from system.data.errors import DataError
-from system.data.resize import ResizeMethod
 from system.data.safe_npz import NpzFormatError, SafeNpz
 from system.data.stats import SourceInfo
 from system.data.video import count_frames, read_frames
 from system.envs.action_space import NO_LABEL, minecraft_action_space
 from system.envs.minecraft_actions import dicts_to_model_actions
 from system.envs.minerl_spaces import MINERL_V0_SPECS, minerl_v0_spec
+from system.envs.resize import ResizeMethod
 
 ALLOWED_VERSIONS = (3, 4)                          # minerl/data/version.py
 BLACKLIST = ("tempting_capers_shapeshifter-14",)   # hard-coded in DataPipeline._is_blacklisted

@@ -20,7 +20,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from system.data.errors import DataError
-from system.data.resize import ResizeMethod, resize_frames
+from system.envs.resize import ResizeMethod, resize_frames
 
 
 @dataclass(frozen=True)

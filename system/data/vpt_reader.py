@@ -32,11 +32,11 @@ import numpy as np
 
 from system.data.episode import Episode, make_episode_id
 from system.data.errors import DataError
-from system.data.resize import ResizeMethod, resize_frames
 from system.data.stats import SourceInfo
 from system.data.video import iter_frames, probe_video
 from system.envs.action_space import NO_LABEL, minecraft_action_space
 from system.envs.minecraft_actions import dicts_to_model_actions
+from system.envs.resize import ResizeMethod, resize_frames
 
 SOURCE_SIZE = (360, 640)          # (height, width) of the published contractor videos
 ORIGINAL_HEIGHT = 720             # mouse x/y are recorded in 720p window coordinates

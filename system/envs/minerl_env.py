@@ -23,10 +23,10 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from system.data.resize import resize_frames
 from system.envs.action_space import minecraft_action_space
 from system.envs.minecraft_actions import model_action_to_dict
 from system.envs.minerl_spaces import minerl_v0_spec
+from system.envs.resize import resize_frames
 
 INSTALL_HINT = (
     "MineRL 0.4.4 is not installed. It builds a Minecraft mod from source: install a JDK 8 (set JAVA_HOME), make "

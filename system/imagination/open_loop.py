@@ -1,0 +1,67 @@
+"""Open-loop prediction with the world model: real context frames in, imagined future frames out.
+
+    result = open_loop(tokenizer, dynamics, frames, actions, context=8, sampling_steps=4, noise=noise)
+    result.imagined   (N, H, h, w, 3) decoded imagined frames in [0, 1]
+    result.z          (N, H, N_z, D_z) generated packed latents; result.true_z the real ones
+    pixel_mse_per_step(result.imagined, frames[:, context:])  -> (H,)
+    psnr_db(mse)                                              -> PSNR in dB of an MSE
+
+frames (N, C + H, h, w, 3) float in [0, 1], actions (N, C + H, A) int (step convention: row t holds the action
+that produced frame t). The first C frames are encoded and used as context; the next H frames are generated one
+after another from the model's own previous frames, driven by the given actions (the real ones, or others for
+an action-sensitivity check). The tokenizer decoder is causal in time, so imagined latents are decoded after the
+real context latents, as they would be in a live rollout.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from system.imagination.generation import GenerationConfig, RolloutNoise, draw_noise, rollout
+
+
+class OpenLoopResult(NamedTuple):
+    imagined: torch.Tensor   # (N, H, h, w, 3)
+    z: torch.Tensor          # (N, H, N_z, D_z)
+    true_z: torch.Tensor     # (N, C + H, N_z, D_z) packed latents of the real frames
+
+
+@torch.no_grad()
+def encode_packed(tokenizer, dynamics, frames: torch.Tensor) -> torch.Tensor:
+    """(N, T, h, w, 3) in [0, 1] -> packed latents (N, T, N_z, D_z)."""
+    return dynamics.pack(tokenizer.encode(frames))
+
+
+@torch.no_grad()
+def decode_after(tokenizer, dynamics, context_z: torch.Tensor, future_z: torch.Tensor) -> torch.Tensor:
+    """Decodes future packed latents after their context (the decoder is causal): (N, H, h, w, 3)."""
+    c = context_z.shape[1]
+    return tokenizer.decode(dynamics.unpack(torch.cat([context_z, future_z], 1)))[:, c:].clamp(0, 1)
+
+
+@torch.no_grad()
+def open_loop(tokenizer, dynamics, frames: torch.Tensor, actions: torch.Tensor, context: int,
+              sampling_steps: int = 4, context_noise: float = 0.1, noise: RolloutNoise | None = None,
+              generator: torch.Generator | None = None, true_z: torch.Tensor | None = None) -> OpenLoopResult:
+    n, total = frames.shape[:2]
+    horizon = total - context
+    if horizon < 1 or context < 0:
+        raise ValueError(f"open_loop needs 0 <= context < frames, got context {context} of {total} frames")
+    z = encode_packed(tokenizer, dynamics, frames) if true_z is None else true_z
+    if noise is None:
+        noise = draw_noise(n, context, horizon, tuple(z.shape[2:]), generator, z.device)
+    cfg = GenerationConfig(sampling_steps=sampling_steps, context_noise=context_noise)
+    out = rollout(dynamics, cfg, z[:, :context], actions[:, :context], actions[:, context:], noise=noise)
+    return OpenLoopResult(decode_after(tokenizer, dynamics, z[:, :context], out.z), out.z, z)
+
+
+def pixel_mse_per_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(N, H, h, w, 3) in [0, 1] -> (H,) pixel MSE per horizon step, averaged over sequences."""
+    return (x.clamp(0, 1) - y).square().flatten(2).mean(-1).mean(0)
+
+
+def psnr_db(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR of an (averaged) MSE; averaging MSE before the log keeps unchanged frames from dominating."""
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))

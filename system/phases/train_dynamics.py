@@ -1,0 +1,101 @@
+"""Phase 1b: train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine.
+
+    dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, run_dir, log, device)
+
+In:  replay table cfg.data.ingest.table; a trained, frozen tokenizer; held_out = (frames (N, T, H, W, 3) uint8,
+     actions (N, T, A) int32) from worlds the model never trains on, T >= eval_context + eval_horizon.
+Each step samples the batch schedule's (B, T) sequences from replay, encodes them with the frozen tokenizer
+(no gradient), packs the latents and takes one shortcut-forcing step (system/training/dynamics_trainer.py).
+Out: checkpoints/dynamics.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metric lines of phase
+     "dynamics" and "dynamics_eval" (open-loop PSNR of imagined frames against copying the last context
+     frame), videos/dynamics_open_loop.png and .mp4 (per held-out clip: the real future above the imagined one).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from system.envs.action_space import ActionSpace
+from system.imagination.generation import draw_noise
+from system.imagination.open_loop import open_loop, pixel_mse_per_step, psnr_db
+from system.model.dynamics import Dynamics, check_matches_tokenizer
+from system.phases.frames import frames_to_float
+from system.run.media import write_grid, write_video
+from system.run.progress import progress
+from system.run.typed_config import to_dict
+from system.training.batch_schedule import BatchSchedule
+from system.training.checkpoint import load_checkpoint, save_checkpoint
+from system.training.config import DynamicsSection
+from system.training.dynamics_trainer import DynamicsTrainer
+
+
+def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.ndarray], action_space: ActionSpace,
+                       run_dir: Path, log, device) -> Dynamics:
+    section: DynamicsSection = cfg.dynamics
+    check_matches_tokenizer(section.model, cfg.tokenizer.model)
+    schedule = BatchSchedule(section.train.schedule)
+    schedule.check_context(section.model.transformer.context)
+    model = Dynamics(section.model, action_space).to(device)
+    trainer = DynamicsTrainer(model, section.train, seed=cfg.seed)
+    path = Path(run_dir) / "checkpoints" / "dynamics.pt"
+    if path.exists():
+        trainer.load_state_dict(load_checkpoint(path, device))
+        print(f"dynamics: resumed from {path} at step {trainer.step}")
+
+    def checkpoint() -> None:
+        save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
+
+    tokenizer.eval().requires_grad_(False)
+    table, steps = cfg.data.ingest.table, section.train.steps
+    bar = progress(range(trainer.step, steps), "dynamics", steps, trainer.step)
+    for step in bar:
+        spec = schedule.spec(step)
+        batch = store.sample(table, spec.batch, spec.length)
+        with torch.no_grad():
+            z1 = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
+        actions = torch.from_numpy(batch.actions).to(device).long()
+        metrics = trainer.train_step(z1, actions, spec.images)
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
+            log.write("dynamics", step + 1, {k: v for k, v in metrics.items() if k != "step"})
+        if (step + 1) % section.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    model.eval()
+    evaluate(section, tokenizer, model, held_out, run_dir, log, trainer.step, cfg.seed, device)
+    return model
+
+
+@torch.no_grad()
+def evaluate(section: DynamicsSection, tokenizer, model, held_out, run_dir: Path, log, step: int, seed: int,
+             device) -> dict[str, float]:
+    """Open-loop prediction on held-out clips: PSNR of imagined frames vs copying the last context frame."""
+    c, h = section.eval_context, section.eval_horizon
+    frames_np, actions_np = held_out
+    if frames_np.shape[1] < c + h:
+        raise ValueError(f"held-out clips have {frames_np.shape[1]} frames, the evaluation needs {c + h}")
+    frames = frames_to_float(frames_np[:, :c + h], device)
+    actions = torch.from_numpy(actions_np[:, :c + h]).to(device).long()
+    generator = torch.Generator(device=device).manual_seed(seed + 7)
+    shape = (section.model.packed_tokens, section.model.packed_dim)
+    noise = draw_noise(frames.shape[0], c, h, shape, generator, device)
+    result = open_loop(tokenizer, model, frames, actions, c, section.generation.sampling_steps,
+                       section.generation.context_noise, noise=noise)
+    truth = frames[:, c:]
+    figures = {
+        "open_loop_psnr": float(psnr_db(pixel_mse_per_step(result.imagined, truth).mean())),
+        "copy_last_psnr": float(psnr_db(pixel_mse_per_step(frames[:, c - 1:c].expand_as(truth), truth).mean())),
+        "open_loop_latent_mse": float((result.z - result.true_z[:, c:]).square().mean()),
+        "copy_last_latent_mse": float((result.true_z[:, c - 1:c] - result.true_z[:, c:]).square().mean()),
+    }
+    log.write("dynamics_eval", step, figures)
+    rows = [row for pair in zip(truth[:4], result.imagined[:4]) for row in pair]  # real above imagined
+    write_grid(Path(run_dir) / "videos" / "dynamics_open_loop.png", rows)
+    side_by_side = torch.cat([torch.cat([truth[i], result.imagined[i]], dim=2) for i in range(min(4, len(truth)))],
+                             dim=1)  # (H, 4*h, 2*w, 3): each clip a row, real left, imagined right
+    write_video(Path(run_dir) / "videos" / "dynamics_open_loop.mp4", side_by_side, fps=4)
+    return figures

@@ -1,0 +1,64 @@
+"""Phase 1a: train the causal tokenizer on replay sequences and leave a checkpoint and reconstructions.
+
+    tokenizer = run_tokenizer_phase(cfg, store, held_out, run_dir, log, device)
+
+In:  the replay table cfg.data.ingest.table holding episodes; held_out (N, T, H, W, 3) uint8 frames the
+     tokenizer never trains on.
+Out: checkpoints/tokenizer.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metrics lines of phase
+     "tokenizer" in metrics.jsonl, videos/tokenizer_reconstructions.png (rows: real, reconstruction), and the
+     trained Tokenizer in eval mode. A finished checkpoint in the run directory is loaded instead of retraining,
+     an unfinished one is resumed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from system.model.tokenizer import Tokenizer
+from system.phases.frames import frames_to_float
+from system.run.media import write_grid
+from system.run.progress import progress
+from system.run.typed_config import to_dict
+from system.training.checkpoint import load_checkpoint, save_checkpoint
+from system.training.config import TokenizerSection
+from system.training.tokenizer_trainer import TokenizerTrainer
+
+
+def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, device) -> Tokenizer:
+    section: TokenizerSection = cfg.tokenizer
+    train_cfg = section.train
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    trainer = TokenizerTrainer(section.model, train_cfg, device, generator)
+    path = Path(run_dir) / "checkpoints" / "tokenizer.pt"
+    if path.exists():
+        trainer.load_state_dict(load_checkpoint(path, device))
+        print(f"tokenizer: resumed from {path} at step {trainer.step_count}")
+
+    def checkpoint() -> None:
+        save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
+
+    table = cfg.data.ingest.table
+    held = frames_to_float(held_out, device)
+    bar = progress(range(trainer.step_count, train_cfg.steps), "tokenizer", train_cfg.steps, trainer.step_count)
+    for step in bar:
+        batch = store.sample(table, train_cfg.batch_size, train_cfg.seq_len)
+        metrics = trainer.step(frames_to_float(batch.frames, device))
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", psnr=f"{metrics['psnr']:.1f}")
+        if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train_cfg.steps:
+            log.write("tokenizer", step + 1, metrics)
+        if (step + 1) % section.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+
+    evaluation = trainer.evaluate(held)
+    log.write("tokenizer_eval", trainer.step_count, {f"held_out_{k}": v for k, v in evaluation.items()})
+    with torch.no_grad():
+        shown = held[:2, :8]
+        recon = trainer.model.decode(trainer.model.encode(shown)).clamp(0, 1)
+    rows = [r for pair in zip(shown, recon) for r in pair]  # real, reconstruction, real, reconstruction
+    write_grid(Path(run_dir) / "videos" / "tokenizer_reconstructions.png", rows)
+    return trainer.model.eval()

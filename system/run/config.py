@@ -1,0 +1,59 @@
+"""The project's configuration schema: one dataclass per section, loaded by `system.run.typed_config`.
+
+    cfg = load(["--config", "configs/smoke.yaml", "tokenizer.model.depth=4"])  # or load_config(Config, ...)
+
+Sections are owned by the modules they configure (the tokenizer's hyperparameters live beside the tokenizer);
+this file only assembles them. Defaults are the paper's values where it gives one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from system.data.config import DataConfig
+from system.envs.config import EnvConfig
+from system.replay.config import ReplayConfig
+from system.run.typed_config import ConfigError, load_config
+from system.training.config import DynamicsSection, TokenizerSection
+
+
+@dataclass
+class LoggingConfig:
+    log_every: int = 10            # steps between metric lines in metrics.jsonl and on the console
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    wandb_project: str = "dreamer4"
+
+
+@dataclass
+class Config:
+    name: str = "smoke"
+    run_dir: str = ""              # empty: runs/<name>-<time>
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    dynamics: DynamicsSection = field(default_factory=DynamicsSection)
+
+
+def load(argv: list[str]) -> Config:
+    """Parses `[--config PATH] [dotted.key=value ...]` into a validated Config."""
+    path = None
+    overrides: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg == "--config":
+            if not args:
+                raise ConfigError("--config needs a path")
+            path = args.pop(0)
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif "=" in arg and not arg.startswith("-"):
+            overrides.append(arg)
+        else:
+            raise ConfigError(f"unexpected argument {arg!r}: use --config PATH and dotted.key=value overrides")
+    return load_config(Config, path, overrides)

@@ -1,0 +1,90 @@
+"""Tokenizer training step: one optimizer step on the objective of paper Eq. 5 (system/objectives/tokenizer_loss.py).
+
+    trainer = TokenizerTrainer(model_cfg, train_cfg, device)
+    metrics = trainer.step(frames)        # frames (B, T, H, W, 3) float in [0, 1]; one optimizer step
+    metrics = trainer.evaluate(frames)    # no masking (p = 0), no update: {"mse", "psnr"}
+
+Training draws a fresh MAE mask per image (p ~ U(0, mask_prob_max)) and reconstructs every patch, masked or
+not; learning rate: linear warm-up, then cosine decay (system/training/optim.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from system.model.tokenizer import Tokenizer, TokenizerConfig
+from system.objectives.image_metrics import psnr
+from system.objectives.lpips import load_lpips
+from system.objectives.tokenizer_loss import TokenizerLoss
+from system.training.optim import make_optimizer, warmup_cosine
+
+
+@dataclass
+class TokenizerTrainConfig:
+    steps: int = 10000
+    batch_size: int = 16
+    seq_len: int = 8            # frames per training sequence (the tokenizer is causal in time)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1   # cosine decay to this fraction of lr
+    warmup_steps: int = 500
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    lpips_backbone: str = ""    # local torchvision VGG16 state dict; empty: LPIPS off (warned once)
+    lpips_linear: str = ""      # local LPIPS v0.1 VGG linear weights
+
+
+def lr_at(step: int, cfg: TokenizerTrainConfig) -> float:
+    return warmup_cosine(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+
+
+class TokenizerTrainer:
+    def __init__(self, model_cfg: TokenizerConfig, train_cfg: TokenizerTrainConfig, device: torch.device | str,
+                 generator: torch.Generator | None = None):
+        self.cfg, self.train_cfg, self.device = model_cfg, train_cfg, torch.device(device)
+        self.model = Tokenizer(model_cfg).to(self.device)
+        lpips = load_lpips(train_cfg.lpips_backbone, train_cfg.lpips_linear)
+        self.loss_fn = TokenizerLoss(model_cfg, lpips.to(self.device) if lpips is not None else None).to(self.device)
+        self.optimizer = make_optimizer(self.model, train_cfg.lr, train_cfg.weight_decay)
+        self.generator = generator
+        self.step_count = 0
+
+    def step(self, frames: torch.Tensor) -> dict[str, float]:
+        self.model.train()
+        self.loss_fn.train()
+        frames = frames.to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step_count, self.train_cfg)
+        mask = self.model.sample_mask(*frames.shape[:2], device=self.device, generator=self.generator)
+        recon, _ = self.model(frames, mask)
+        loss, metrics = self.loss_fn(recon, frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        self.step_count += 1
+        metrics.update(grad_norm=grad_norm, mask_fraction=mask.float().mean(), lr=self.optimizer.param_groups[0]["lr"],
+                       psnr=psnr(recon.detach().clamp(0, 1), frames))
+        return {k: float(v) for k, v in metrics.items()}
+
+    @torch.no_grad()
+    def evaluate(self, frames: torch.Tensor) -> dict[str, float]:
+        self.model.eval()
+        frames = frames.to(self.device)
+        recon = self.model.decode(self.model.encode(frames)).clamp(0, 1)
+        return {"mse": float(F.mse_loss(recon, frames)), "psnr": float(psnr(recon, frames))}
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "loss_norm": {"mse": self.loss_fn.mse_norm.state_dict(), "lpips": self.loss_fn.lpips_norm.state_dict()},
+                "step": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loss_fn.mse_norm.load_state_dict(state["loss_norm"]["mse"])
+        self.loss_fn.lpips_norm.load_state_dict(state["loss_norm"]["lpips"])
+        self.step_count = int(state["step"])

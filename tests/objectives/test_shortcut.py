@@ -1,0 +1,108 @@
+"""Shortcut forcing: the (tau, d) grid, the bootstrap target, (1 - tau)^2, w(tau), warm-up (checklist 1-6)."""
+
+import math
+
+import pytest
+import torch
+
+from system.model.dynamics import DynamicsOutput
+from system.objectives.shortcut import (
+    ShortcutConfig,
+    bootstrap_target,
+    noise_latents,
+    num_bootstrap_rows,
+    ramp_weight,
+    sample_signal,
+    shortcut_loss,
+)
+from tests.helpers.dynamics import one_thread, tiny_model  # noqa: F401 (one_thread: autouse fixture)
+
+
+class StandIn:
+    """A 'model' whose x-prediction is a constant chosen per (tau, d): every number below is hand-computed."""
+
+    k_max = 64
+
+    def __init__(self, table):
+        self.table, self.calls = table, []
+
+    def __call__(self, z, tau, d, actions=None, task=None):
+        self.calls.append((tau.clone(), d.clone()))
+        out = torch.empty_like(z)
+        for i in range(z.shape[0]):
+            for j in range(z.shape[1]):
+                out[i, j] = self.table[(float(tau[i, j]), float(d[i, j]))]
+        return DynamicsOutput(out, None)
+
+
+def test_tau_is_always_on_the_grid_of_its_step_size():
+    k_max = 64
+    tau, d = sample_signal(256, 16, k_max, bootstrap_rows=64, generator=torch.Generator().manual_seed(0))
+    levels = -torch.log2(d)
+    assert torch.equal(levels, levels.round()) and levels.min() >= 0 and levels.max() <= math.log2(k_max)
+    steps = tau / d
+    assert torch.equal(steps, steps.round())          # tau = i * d exactly
+    assert (tau >= 0).all() and (tau <= 1 - d).all()  # i in {0, ..., 1/d - 1}: tau = 1 never sampled
+    # flow rows use d_min; bootstrap rows never do and cover every larger step size
+    assert (d[64:] == 1 / k_max).all()
+    assert (d[:64] > 1 / k_max).all()
+    assert set(levels[:64].unique().tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+    # tau is uniform over the grid: flow rows hit all 64 levels, with no level over- or under-represented
+    counts = torch.bincount((tau[64:] * k_max).long().flatten(), minlength=k_max).float()
+    assert counts.min() > 0.5 * counts.mean() and counts.max() < 1.5 * counts.mean()
+
+
+def test_bootstrap_rows_and_warmup():
+    cfg = ShortcutConfig(bootstrap_fraction=0.25, bootstrap_warmup=100)
+    assert num_bootstrap_rows(16, cfg, step=99) == 0
+    assert num_bootstrap_rows(16, cfg, step=100) == 4
+    assert ShortcutConfig().bootstrap_fraction == 0.25
+
+
+def test_ramp_weight():
+    assert torch.allclose(ramp_weight(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([0.1, 0.55, 1.0]))
+
+
+def test_bootstrap_target_is_the_mean_of_two_half_step_velocities():
+    # z~ = 0.2 at tau = 1/2 with d = 1/2. The model predicts 1.0 at (1/2, 1/4) and 2.0 at (3/4, 1/4).
+    #   b'  = (1.0 - 0.2) / (1 - 1/2) = 1.6,   z' = 0.2 + 1.6 * 1/4 = 0.6
+    #   b'' = (2.0 - 0.6) / (1 - 3/4) = 5.6,   target = (1.6 + 5.6) / 2 = 3.6
+    # (the mean of the x-predictions would be 1.5; as a velocity from z~, (1.5 - 0.2) / 0.5 = 2.6)
+    model = StandIn({(0.5, 0.25): 1.0, (0.75, 0.25): 2.0})
+    z = torch.full((1, 1, 1, 1), 0.2)
+    target = bootstrap_target(model, z, torch.tensor([[0.5]]), torch.tensor([[0.5]]))
+    assert target.item() == pytest.approx(3.6)
+    (tau1, d1), (tau2, d2) = model.calls
+    assert (tau1.item(), d1.item(), tau2.item(), d2.item()) == (0.5, 0.25, 0.75, 0.25)
+
+
+def test_shortcut_loss_by_hand():
+    # Row 0 bootstraps: tau = 1/2, d = 1/2, z1 = 0.6, z0 = -0.2 -> z~ = 0.2; bootstrap target 3.6 (above).
+    #   the model predicts 0.9 at (1/2, 1/2): velocity (0.9 - 0.2) / (1/2) = 1.4
+    #   loss = w(1/2) (1 - 1/2)^2 (1.4 - 3.6)^2 = 0.55 * 0.25 * 4.84 = 0.6655
+    # Row 1 is a flow row: tau = 1/4, d = 1/64, z1 = 0.5; the model predicts -0.3 there.
+    #   loss = w(1/4) (-0.3 - 0.5)^2 = 0.325 * 0.64 = 0.208
+    # mean over the two frames: 0.43675. Without (1 - tau)^2 it would be 1.435; without w(tau), 0.9250.
+    model = StandIn({(0.5, 0.25): 1.0, (0.75, 0.25): 2.0, (0.5, 0.5): 0.9, (0.25, 1 / 64): -0.3})
+    z1 = torch.tensor([0.6, 0.5]).view(2, 1, 1, 1)
+    z0 = torch.tensor([-0.2, 0.0]).view(2, 1, 1, 1)
+    tau, d = torch.tensor([[0.5], [0.25]]), torch.tensor([[0.5], [1 / 64]])
+    cfg = ShortcutConfig(bootstrap_fraction=0.5, bootstrap_warmup=0)
+    loss, metrics = shortcut_loss(model, z1, None, cfg, step=0, noise=z0, signal=(tau, d))
+    assert loss.item() == pytest.approx(0.43675, abs=1e-6)
+    assert metrics["bootstrap_mse"].item() == pytest.approx(0.25 * 4.84, abs=1e-6)
+    assert metrics["flow_mse"].item() == pytest.approx(0.64, abs=1e-6)
+
+
+def test_noising_convention():
+    z1, z0 = torch.ones(1, 2, 1, 1), -torch.ones(1, 2, 1, 1)
+    z = noise_latents(z1, z0, torch.tensor([[0.0, 0.75]]))
+    assert z.flatten().tolist() == [-1.0, 0.5]  # tau = 0 is pure noise, tau -> 1 clean
+
+
+def test_bootstrap_target_carries_no_gradient():
+    torch.manual_seed(0)
+    model = tiny_model(k_max=16)
+    z = torch.randn(2, 3, 4, 8)
+    tau, d = torch.full((2, 3), 0.5), torch.full((2, 3), 0.25)
+    assert not bootstrap_target(model, z, tau, d).requires_grad
