@@ -153,7 +153,8 @@ def rollout(model, cfg: GenerationConfig, context_z: torch.Tensor, context_actio
     horizon = actions.shape[1] if horizon is None else horizon
     if noise is None:
         noise = draw_noise(b, t0, horizon, context_z.shape[2:], generator, context_z.device, context_z.dtype)
-    sampler = sampler or CachedSampler(model, cfg, b, context_z.device)
+    # the cache holds keys and values the model computes: its dtype is the model's, not float32
+    sampler = sampler or CachedSampler(model, cfg, b, context_z.device, dtype=next(model.parameters()).dtype)
     sampler.prefill(context_z, context_actions, noise.context, task)
     t = torch.full((b,), t0, dtype=torch.long, device=context_z.device)
     zs, agents = [], []

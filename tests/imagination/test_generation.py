@@ -159,10 +159,38 @@ def test_frame_step_compiles_without_graph_breaks_or_recompiles():
             assert (compiled.z - eager.z).abs().max() < 1e-4
 
 
-def test_bfloat16_rollout_keeps_its_dtype():
-    """Mixed dtypes: float32 (tau, d) with bfloat16 weights, latents and cache (how a GPU would run it)."""
+@pytest.mark.parametrize("own_sampler", [True, False])
+def test_bfloat16_rollout_keeps_its_dtype(own_sampler):
+    """Mixed dtypes: float32 (tau, d) with bfloat16 weights, latents and cache (how a GPU would run it), with a
+    sampler given and without one (rollout then builds its cache in the model's dtype)."""
     model = tiny_model(context=4, k_max=16).eval().to(torch.bfloat16)
-    sampler = CachedSampler(model, GenerationConfig(), batch=1, dtype=torch.bfloat16)
+    sampler = CachedSampler(model, GenerationConfig(), batch=1, dtype=torch.bfloat16) if own_sampler else None
     out = rollout(model, GenerationConfig(), torch.randn(1, 2, N_Z, D_Z, dtype=torch.bfloat16), None,
                   random_actions(1, 5), noise=None, generator=torch.Generator().manual_seed(0), sampler=sampler)
     assert out.z.dtype == torch.bfloat16 and torch.isfinite(out.z.float()).all()
+
+
+def test_context_frames_are_renoised_before_the_model_reads_them():
+    """Checklist 5: the prefill feeds the real context as (1 - tau_ctx) noise + tau_ctx z, and each finished
+    frame is re-noised the same way in the pass that writes its cache entry (the entry later frames read)."""
+    k_max = 16
+    model = tiny_model(k_max=k_max, context=8).eval()
+    fed = []
+    handle = model.register_forward_pre_hook(lambda m, args, kw: fed.append(args[0].detach().clone()),
+                                             with_kwargs=True)
+    g = torch.Generator().manual_seed(0)
+    context = torch.rand(2, 3, N_Z, D_Z) * 2 - 1
+    noise = draw_noise(2, 3, 2, (N_Z, D_Z), g)
+    cfg = GenerationConfig(sampling_steps=4)
+    actions = random_actions(2, 2, generator=g)
+    out = rollout(model, cfg, context, None, actions, noise=noise)
+    handle.remove()
+    tau = context_signal(k_max, cfg.context_noise)
+    torch.testing.assert_close(fed[0], (1 - tau) * noise.context + tau * context)
+    per_frame = cfg.sampling_steps + 1
+    for h in range(2):
+        context_pass = fed[1 + per_frame * h + cfg.sampling_steps]
+        torch.testing.assert_close(context_pass, (1 - tau) * noise.renoise[:, h:h + 1] + tau * out.z[:, h:h + 1])
+    # and the context noise reaches the generated frames (a clean context would ignore it)
+    other = noise._replace(context=torch.randn(noise.context.shape, generator=g))
+    assert (rollout(model, cfg, context, None, actions, noise=other).z - out.z).abs().max() > 1e-5

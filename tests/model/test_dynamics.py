@@ -121,3 +121,20 @@ def test_smoke_config_dynamics_matches_its_tokenizer():
     Dynamics(cfg.dynamics.model)  # builds
     with pytest.raises(ValueError, match="tokenizer.model.num_latents"):
         check_matches_tokenizer(DynamicsConfig(), cfg.tokenizer.model)
+
+
+def test_registers_read_the_frame_and_are_read_by_it():
+    """Checklist 10: register tokens of frame t are written by that frame's latents (they read them) and the
+    latent prediction reads the registers back."""
+    model = tiny_model().eval()
+    z = torch.randn(1, 2, N_Z, D_Z, requires_grad=True)
+    tau, d = torch.full((1, 2), 0.5), torch.full((1, 2), 1 / 16)
+    hidden = {}
+    handle = model.transformer.register_forward_hook(lambda m, args, out: hidden.setdefault("h", out))
+    out = model(z, tau, d)
+    handle.remove()
+    registers = hidden["h"][:, :, model.slices["registers"]]
+    (grad_z,) = torch.autograd.grad(registers[:, 1].square().sum(), z, retain_graph=True)
+    assert grad_z[:, 1].abs().max() > 0              # registers of frame 1 read frame 1's latents
+    (grad_reg,) = torch.autograd.grad(out.z1.square().sum(), model.registers)
+    assert grad_reg.abs().max() > 0                  # and the latent prediction reads the registers

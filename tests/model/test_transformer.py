@@ -170,3 +170,41 @@ def test_compiled_flex_kernel_agrees_with_dense():
     block_mask = block_mask_for(mask, ("temporal", 24, 5), 24, q.device)
     out = flex_attention(q, k, v, block_mask, softcap=20.0, compiled=True)
     assert (out - dense_attention(q, k, v, mask, softcap=20.0)).abs().max() < 1e-4
+
+
+def first_mixing_depth(model, x) -> int | None:
+    """The number of leading blocks after which frame 1's output first depends on frame 0 (None: never)."""
+    blocks = model.blocks
+    x2 = x.clone()
+    x2[:, 0] += 1.0
+    try:
+        for k in range(1, len(blocks) + 1):
+            model.blocks = blocks[:k]
+            with torch.no_grad():
+                if (model(x)[:, 1] - model(x2)[:, 1]).abs().max() > 0:
+                    return k
+        return None
+    finally:
+        model.blocks = blocks
+
+
+def test_temporal_attention_is_exactly_every_fourth_layer():
+    """Paper 3.4: temporal layers only every 4th layer (the 4th, 8th, ...), all others space-only. Checked by
+    behaviour: frames first mix after block 4; with block 4's temporal branch silenced, only after block 8."""
+    assert TransformerConfig().temporal_every == 4
+    layout = TokenLayout.build({"latents": 3}, {"latents": "*"})
+    model = make_model(layout, depth=8, temporal_every=4)
+    x = torch.randn(1, 3, 3, DIM)
+    assert first_mixing_depth(model, x) == 4
+    with torch.no_grad():
+        model.blocks[3].attn.out_proj.weight.zero_()
+    assert first_mixing_depth(model, x) == 8
+    with torch.no_grad():
+        model.blocks[7].attn.out_proj.weight.zero_()
+    assert first_mixing_depth(model, x) is None
+
+
+def test_attention_defaults_to_grouped_query_heads():
+    """Checklist 8: fewer key/value heads than query heads by default, so the KV cache shrinks."""
+    cfg = TransformerConfig()
+    assert cfg.num_kv_heads < cfg.num_heads

@@ -52,6 +52,18 @@ def test_tau_is_always_on_the_grid_of_its_step_size():
     assert counts.min() > 0.5 * counts.mean() and counts.max() < 1.5 * counts.mean()
 
 
+def test_every_frame_draws_its_own_signal_level():
+    """Diffusion forcing (Eq. 6): tau is drawn per frame, independently of the other frames of its row. A
+    per-sequence tau makes neighbouring frames equal; here they agree only at the chance rate of 1/64."""
+    tau, d = sample_signal(512, 16, 64, bootstrap_rows=0, generator=torch.Generator().manual_seed(1))
+    same = (tau[:, 1:] == tau[:, :-1]).float().mean()
+    assert same < 0.03, same                                    # chance: 1/64 = 0.016
+    centred = tau - tau.mean()
+    correlation = (centred[:, 1:] * centred[:, :-1]).mean() / centred.var()
+    assert correlation.abs() < 0.05, correlation
+    assert (tau.std(dim=1) > 0).float().mean() > 0.99          # nearly every row holds several levels
+
+
 def test_bootstrap_rows_and_warmup():
     cfg = ShortcutConfig(bootstrap_fraction=0.25, bootstrap_warmup=100)
     assert num_bootstrap_rows(16, cfg, step=99) == 0
