@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from system.replay import redis_scripts
 from system.replay.chunk import Chunk, ChunkError, ChunkFormatError, StepLayout, check_size, decode_chunk, \
@@ -46,7 +48,11 @@ def connect(url: str, password: str | None, cfg: ReplayConfig) -> redis.Redis:
     """A checked client: reachable, authenticated, and with a server that does not evict keys by itself."""
     if cfg.tls and url.startswith("redis://"):
         url = "rediss://" + url[len("redis://"):]
-    kwargs = {"socket_timeout": cfg.socket_timeout_s, "socket_connect_timeout": 10.0}
+    # redis-py 8 retries 10 times by default: with a frozen server that is minutes per call. Retry a little
+    # (a dropped connection, a restart), then report.
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), cfg.retries)
+    kwargs = {"socket_timeout": cfg.socket_timeout_s, "socket_connect_timeout": cfg.socket_timeout_s,
+              "retry": retry}
     if password:
         kwargs["password"] = password
     if url.startswith("rediss://") and cfg.tls_ca_file:
