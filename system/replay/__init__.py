@@ -23,10 +23,10 @@ from system.replay.chunk import Chunk, ChunkError, ChunkFormatError
 from system.replay.config import ReplayConfig, TableConfig, TablesConfig
 from system.replay.embedded_store import EmbeddedStore
 from system.replay.limiter import RateLimited, RateLimiter
-from system.replay.store import AddResult, Batch, ReplayError, ReplayStore, TableStats
+from system.replay.store import AddResult, Batch, NotAcknowledged, ReplayError, ReplayStore, TableStats
 
-__all__ = ["AddResult", "Batch", "Chunk", "ChunkError", "ChunkFormatError", "EmbeddedStore", "RateLimited",
-           "RateLimiter", "ReplayConfig", "ReplayError", "ReplayStore", "TableConfig", "TableStats",
+__all__ = ["AddResult", "Batch", "Chunk", "ChunkError", "ChunkFormatError", "EmbeddedStore", "NotAcknowledged",
+           "RateLimited", "RateLimiter", "ReplayConfig", "ReplayError", "ReplayStore", "TableConfig", "TableStats",
            "TablesConfig", "make_store"]
 
 log = logging.getLogger(__name__)

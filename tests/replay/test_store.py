@@ -64,8 +64,36 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
         last_steps = np.array([lengths[e] - 1 for e in batch.episode_ids])
         assert (batch.terminals == (batch.steps == last_steps[:, None])).all(), "terminal exactly at episode ends"
     assert crossed_chunk_boundary
-    with pytest.raises(ReplayError, match="no run of 50 consecutive stored steps"):
+    with pytest.raises(ReplayError, match=r"holds no run of 50 consecutive stored steps of one episode: the longest "
+                                          r"is 45 steps \(3 episodes, 70 steps in 10 chunks\)"):
         store.sample("real", 2, 50)
+
+
+TINY = (1, 1, 1)  # 14-byte steps: long chunks stay small
+
+
+def test_evicting_a_long_chunk_does_not_stall_sampling(make_test_store):
+    store = make_test_store(seed=8, capacity_steps=100_100, max_chunk_bytes=2**22)
+    store.add("real", synthetic_chunk("long", 0, 100_000, frame_shape=TINY))
+    short = [synthetic_chunk(f"s{i}", 0, 2, frame_shape=TINY) for i in range(100)]
+    store.add_many("real", short)
+    assert store.stats("real").evicted_chunks == 1, "the long chunk is gone, the bound it set must go with it"
+    batch = store.sample("real", 16, 2)
+    check_batch_content(batch)
+    assert all(str(e).startswith("s") for e in batch.episode_ids)
+
+
+def test_one_long_chunk_among_many_short_ones_is_sampled_efficiently(make_test_store):
+    store = make_test_store(seed=9, capacity_steps=10**6, max_chunk_bytes=2**22)
+    store.add("real", synthetic_chunk("long", 0, 200_000, frame_shape=TINY))
+    for start in range(0, 4000, 500):
+        store.add_many("real", [synthetic_chunk(f"s{i}", 0, 4, frame_shape=TINY) for i in range(start, start + 500)])
+    before = store.candidates_drawn
+    for _ in range(4):
+        check_batch_content(store.sample("real", 16, 4))
+    drawn = store.candidates_drawn - before
+    # About 80% of the stored steps start a window of 4 (all but 3 of the long chunk's, 1 of 4 of a short one's).
+    assert drawn <= 4 * 64, f"{drawn} candidates drawn for 64 sequences"
 
 
 def test_uniform_sampling_draws_every_window_equally_often(make_test_store):
