@@ -145,6 +145,7 @@ def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: Ingest
     metadata = episode.metadata
     report.stats.add(SourceInfo(source.group, episode.episode_id, steps=len(episode),
                                 actions=len(episode) - 1, video_frames=int(metadata.get("video_frames", 0)),
-                                total_reward=float(episode.rewards.sum())))
+                                total_reward=float(episode.rewards.sum()),
+                                trailing_frames=int(metadata.get("trailing_frames", 0))))
     if "achievements" in metadata:
         report.crafter.add(metadata)

@@ -94,8 +94,8 @@ class StepLayout:
 
     def describe(self) -> str:
         h, w, c = self.frame_shape
-        classes = "" if self.action_classes is None else f", classes {list(self.action_classes)}"
-        return f"{h}x{w}x{c} frames, {self.action_dim} action components{classes}"
+        bounds = "" if self.action_classes is None else " (bounds in the key)"
+        return f"{h}x{w}x{c} frames, {self.action_dim} action components{bounds}"
 
     @classmethod
     def from_key(cls, text: str) -> "StepLayout":

@@ -166,6 +166,10 @@ class EmbeddedStore(ReplayStore):
             self._changed.wait(timeout=remaining)
         return True
 
+    def table_layout(self, table: str) -> StepLayout | None:
+        with self._changed:
+            return self._table(table).layout
+
     def get_chunk(self, table: str, episode_id: str, step_offset: int) -> Chunk:
         with self._changed:
             t = self._table(table)

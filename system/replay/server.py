@@ -25,6 +25,7 @@ import ctypes.util
 import fcntl
 import os
 import queue
+import re
 import secrets
 import shutil
 import signal
@@ -41,6 +42,7 @@ from system.replay.store import ReplayError
 START_TIMEOUT_S = 20.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 LOCK_FILE = "server.lock"
+LOCK_GRACE_S = 5.0  # how long a lock whose server has exited may take to be released
 
 
 def _load_prctl():
@@ -51,6 +53,21 @@ def _load_prctl():
 
 
 _PRCTL = _load_prctl()  # resolved here: the child between fork and exec should only call it
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc (not Linux): existence is all we can tell
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state not in ("Z", "X")
 
 
 def _tie_to_parent(parent_pid: int):
@@ -114,8 +131,8 @@ class LocalRedisServer:
                 if "Address already in use" not in tail or attempt == 2:
                     raise ReplayError(f"redis-server did not start in {self.directory} (log {log}):\n{tail}")
                 self.port = None
-        except BaseException:
-            self._signal(signal.SIGKILL, 10.0)
+        except BaseException:  # a failed start, or Ctrl-C while waiting for it: leave nothing running
+            self._signal(signal.SIGTERM, 30.0)
             raise
         raise AssertionError("unreachable")
 
@@ -123,14 +140,23 @@ class LocalRedisServer:
         """Takes <dir>/server.lock, or says which live server holds it."""
         path = self.directory / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "redis-server (starting)"
-            os.close(fd)
-            raise ReplayError(f"the redis data directory {self.directory} is in use by a live {holder} (lock "
-                              f"{path}): stop that run first (its server stops with it), or use another run_dir") \
-                from None
+        deadline = time.monotonic() + LOCK_GRACE_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "redis-server (starting)"
+                pid = re.search(r"pid (\d+)", holder)
+                # A server that has just exited can hold the lock for a moment more (its last threads are
+                # still closing its files): wait for that, not for a live one.
+                if pid and not _running(int(pid.group(1))) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                os.close(fd)
+                raise ReplayError(f"the redis data directory {self.directory} is in use by a live {holder} (lock "
+                                  f"{path}): stop that run first (its server stops with it), or use another "
+                                  "run_dir") from None
         self._lock_fd = fd
         self._write_lock(f"redis-server (starting, started by pid {os.getpid()})")
 

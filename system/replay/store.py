@@ -192,6 +192,15 @@ class ReplayStore(abc.ABC):
     @abc.abstractmethod
     def stats(self, table: str) -> TableStats: ...
 
+    def check_table(self, table: str) -> None:
+        """Raises before any work when the table's stored settings disagree with this config (Redis: capacity,
+        limiter, shard; the message names the config key); creates the table on first use."""
+        self.table_config(table)
+
+    @abc.abstractmethod
+    def table_layout(self, table: str) -> StepLayout | None:
+        """The step layout the table's chunks share; None while it has held none."""
+
     def close(self) -> None:
         pass
 
