@@ -24,8 +24,8 @@ PARENT = """
 import sys, time
 from system.replay.server import LocalRedisServer
 server = LocalRedisServer(sys.argv[1]).start()
-print(server.process.pid, flush=True)
 try:
+    print(server.process.pid, flush=True)
     time.sleep(120)
 except KeyboardInterrupt:
     time.sleep(0.5)
