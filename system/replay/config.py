@@ -52,12 +52,16 @@ class ReplayConfig:
     # auto: Redis when a URL is configured (it must answer), else a local redis-server in the run directory
     # when the binary is installed, else the embedded in-process store.
     backend: Literal["auto", "redis", "embedded"] = "auto"
-    url: str = ""  # e.g. redis://host:6379/0 or rediss:// for TLS; empty: the variable named by url_env
+    # e.g. redis://host:6379/0 or rediss:// for TLS; several comma-separated URLs shard every table over those
+    # servers (sharded_store.py: every client must list the same servers in the same order). Empty: the
+    # variable named by url_env.
+    url: str = ""
     url_env: str = "REDIS_URL"
     password_env: str = "REDIS_PASSWORD"  # environment variable holding the password (never put it in YAML)
     tls: bool = False  # force TLS even for a redis:// URL
     tls_ca_file: str = ""  # CA bundle to verify the server certificate; empty: the system's
     key_prefix: str = "d4"  # namespace of this run's keys, so runs can share one Redis
+    local_servers: int = 1  # without a URL: this many local redis-servers (<run_dir>/redis, redis-1, ...), sharded
     aof: bool = True  # local server keeps an append-only file in the run directory (False: memory only)
     appendfsync: Literal["always", "everysec", "no"] = "everysec"  # local server's AOF fsync policy
     max_chunk_bytes: int = 64 * 1024 * 1024  # larger chunks are refused (Redis' own limit is 512 MB)
@@ -73,5 +77,6 @@ class ReplayConfig:
         _require(self.retries >= 0, "retries", self.retries, "must be >= 0")
         _require(self.max_chunk_bytes >= 1, "max_chunk_bytes", self.max_chunk_bytes, "must be >= 1")
         _require(self.block_timeout_s >= 0, "block_timeout_s", self.block_timeout_s, "must be >= 0 seconds")
+        _require(self.local_servers >= 1, "local_servers", self.local_servers, "must be >= 1")
         _require(bool(self.key_prefix) and not set("{} ") & set(self.key_prefix), "key_prefix", self.key_prefix,
                  "must be non-empty, without braces or spaces (braces would change the keys' hash slots)")

@@ -166,7 +166,7 @@ return {'inserted', seq, evicted}
 # holding it is the one with the largest position at or below it.
 # KEYS: info, index, pos. ARGV: base, T, recency, counted (1/0), want, then one uniform per candidate.
 # Returns {'limited'}, {'uninitialised'} or {'ok', layout, stored steps, candidates examined, malformed index
-#          entries met, then per sequence: episode, start, task, n_pieces,
+#          entries met, then per sequence: candidate index (0-based), episode, start, task, n_pieces,
 #          n_pieces x (seq, first_step, end_step, payload_start, chunk_length)}.
 SAMPLE = _COMMON + """
 local info, index, pos = KEYS[1], KEYS[2], KEYS[3]
@@ -206,7 +206,9 @@ for i = 6, #ARGV do
     end
     if need == 0 then
       found = found + 1
-      for _, v in ipairs({first.episode, first.offset + offset, first.task, #pieces / 5}) do out[#out + 1] = v end
+      for _, v in ipairs({i - 6, first.episode, first.offset + offset, first.task, #pieces / 5}) do
+        out[#out + 1] = v
+      end
       for _, v in ipairs(pieces) do out[#out + 1] = v end
     end
   end
@@ -214,4 +216,15 @@ end
 out[4], out[5] = examined, malformed
 if counted and found > 0 then redis.call('HINCRBY', info, 'sampled_steps', found * T) end
 return out
+"""
+
+# The limiter check and count of a sample whose picks did not count (the sharded store picks on every shard,
+# then keeps the first picks in one global order). Runs first in the MULTI/EXEC that reads the picked bytes.
+# KEYS: info. ARGV: steps, counted (1/0). Returns 1 (counted, or not counted and allowed) or 0 (limited).
+COUNT_SAMPLED = _COMMON + """
+local c = counters(KEYS[1])
+local m, counted = tonumber(ARGV[1]), ARGV[2] == '1'
+if not c or not can_sample(c, m, counted) then return 0 end
+if counted then redis.call('HINCRBY', KEYS[1], 'sampled_steps', m) end
+return 1
 """

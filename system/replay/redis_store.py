@@ -90,6 +90,7 @@ class RedisStore(ReplayStore):
         self._can_insert = client.register_script(redis_scripts.CAN_INSERT)
         self._commit = client.register_script(redis_scripts.COMMIT)
         self._pick = client.register_script(redis_scripts.SAMPLE)
+        self._count = client.register_script(redis_scripts.COUNT_SAMPLED)
 
     def close(self) -> None:
         self.client.close()
@@ -221,32 +222,56 @@ class RedisStore(ReplayStore):
     def _try_sample(self, table, want, length, recency, counted, randoms):
         with self._errors(f"sampling table {table!r}"):
             self._ensure_table(table)
-            return self._pick_and_read(table, want, length, recency, counted, randoms)
+            picked = self.pick(table, want, length, recency, counted, randoms)
+            if picked is None:
+                return None
+            layout, examined, plans = picked
+            found = self.read(table, layout, [plan[1:] for plan in plans], length, counted, count_now=False)
+            return Round(found, layout, examined)
 
-    def _pick_and_read(self, table, want, length, recency, counted, randoms):
+    # The two halves of a sample, public to the sharded store (which picks on every shard, then reads).
+    def pick(self, table, want, length, recency, counted, randoms):
+        """Runs SAMPLE: (layout, candidates examined, [(candidate, episode_id, start, task_id, pieces)]), or
+        None when the limiter says not now. `counted` counts the steps of what it picks, atomically."""
         info, index, pos = self._keys(table)
-        base = self._base(table)
-        reply = self._pick(keys=[info, index, pos], args=[base, length, repr(float(recency)), int(counted), want,
-                                                          *map(repr, randoms.tolist())])
+        reply = self._pick(keys=[info, index, pos], args=[self._base(table), length, repr(float(recency)),
+                                                          int(counted), want, *map(repr, randoms.tolist())])
         if reply[0] in (b"limited", b"uninitialised"):
             self._ready.discard(table)
             return None
-        layout = _layout(reply[1]) if reply[1] else None
         self.stored_steps[table] = int(reply[2])
         examined, malformed_entries = int(reply[3]), int(reply[4])
         if malformed_entries:
             self.malformed_skipped += malformed_entries
             log.warning("skipped %d candidates whose entry in %s is malformed", malformed_entries, index)
-        plans = _parse_plans(reply[5:])
+        return (_layout(reply[1]) if reply[1] else None), examined, _parse_plans(reply[5:])
+
+    def read(self, table, layout, plans, length, counted, count_now) -> list[Sequence] | None:
+        """Reads the picked sequences' step records in one MULTI/EXEC; sequences evicted meanwhile or holding
+        foreign bytes are dropped (and their counted steps refunded). count_now: the pick did not count, so
+        the transaction checks the limiter and counts first (None: limited, nothing returned)."""
         if not plans:
-            return Round([], layout, examined)
+            return []
+        info = self._keys(table)[0]
+        base = self._base(table)
         record = layout.record_size
         pipe = self.client.pipeline(transaction=True)
+        if count_now:
+            pipe.execute_command("EVALSHA", self._count.sha, 1, info, len(plans) * length, int(counted))
         for _, _, _, pieces in plans:
             for seq, first, end, start, _ in pieces:
                 pipe.strlen(f"{base}:chunk:{seq}")
                 pipe.getrange(f"{base}:chunk:{seq}", start + first * record, start + end * record - 1)
         replies = iter(pipe.execute(raise_on_error=False))
+        if count_now:
+            allowed = next(replies)
+            if isinstance(allowed, redis.exceptions.NoScriptError):
+                self._count.sha = self.client.script_load(redis_scripts.COUNT_SAMPLED)  # read again next round
+                return None
+            if isinstance(allowed, Exception):
+                raise allowed
+            if not allowed:
+                return None
         found, dropped = [], 0
         for episode_id, step, task_id, pieces in plans:
             records = []
@@ -271,7 +296,7 @@ class RedisStore(ReplayStore):
                 dropped += 1  # evicted between picking and reading (or malformed): drawn again
         if counted and dropped:
             self.client.hincrby(info, "sampled_steps", -dropped * length)
-        return Round(found, layout, examined)
+        return found
 
     def _skip(self, key: str, reason: str) -> None:
         self.malformed_skipped += 1
@@ -368,14 +393,14 @@ def _parse_entry(entry: bytes, where: str) -> tuple[int, int, int, int, str]:
                           "replay store, or corrupted)") from None
 
 
-def _parse_plans(flat: list) -> list[tuple[str, int, int, list[tuple[int, int, int, int, int]]]]:
-    """Unflattens the SAMPLE script's reply into (episode_id, start, task_id, pieces) per sequence."""
+def _parse_plans(flat: list) -> list[tuple[int, str, int, int, list[tuple[int, int, int, int, int]]]]:
+    """Unflattens the SAMPLE script's reply into (candidate, episode_id, start, task_id, pieces) per sequence."""
     plans, i = [], 0
     while i < len(flat):
-        episode_id = flat[i].decode("ascii")
-        start, task_id, count = int(flat[i + 1]), int(flat[i + 2]), int(flat[i + 3])
-        i += 4
+        candidate, episode_id = int(flat[i]), flat[i + 1].decode("ascii")
+        start, task_id, count = int(flat[i + 2]), int(flat[i + 3]), int(flat[i + 4])
+        i += 5
         pieces = [tuple(int(x) for x in flat[i + 5 * k:i + 5 * k + 5]) for k in range(count)]
         i += 5 * count
-        plans.append((episode_id, start, task_id, pieces))
+        plans.append((candidate, episode_id, start, task_id, pieces))
     return plans

@@ -51,8 +51,9 @@ class NotAcknowledged(ReplayError):
 @dataclass(frozen=True)
 class AddResult:
     inserted: bool  # False: a chunk with this (episode_id, step_offset) was already stored; nothing changed
-    seq: int  # insertion number of the stored chunk (FIFO order within the table)
+    seq: int  # insertion number of the stored chunk (FIFO order within the table, or within its shard)
     evicted_chunks: int = 0  # chunks this add evicted to stay within capacity
+    shard: int = 0  # the server that holds it, when the table is sharded over several (sharded_store.py)
 
 
 @dataclass(frozen=True)

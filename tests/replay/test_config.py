@@ -24,6 +24,7 @@ def test_table_settings_that_cannot_work_are_refused(settings, message):
     (dict(block_timeout_s=-1.0), "block_timeout_s = -1.0"),
     (dict(key_prefix=""), "key_prefix"),
     (dict(key_prefix="a{b}"), "key_prefix"),
+    (dict(local_servers=0), "local_servers = 0"),
 ])
 def test_connection_settings_that_cannot_work_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
