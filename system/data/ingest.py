@@ -28,6 +28,7 @@ Ctrl-C prints "interrupted: run the same command again to finish ..." and exits 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -254,6 +255,7 @@ def layout_mismatch(table: str, held, want, target: ActionSpace, size) -> str | 
 def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source) -> int:
     from system.replay import EmbeddedStore, RateLimited, ReplayError, make_store
     from system.replay.chunk import ChunkError, StepLayout
+    from system.replay.redis_errors import redact
 
     run_dir = Path(cfg.run_dir or "runs/dataset")
     table = cfg.data.ingest.table
@@ -267,7 +269,11 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
             console.print("[red]replay.backend resolved to the embedded in-process store[/red], which is lost when "
                           "ingest exits: install redis-server (scripts/install-redis.sh) or set replay.url")
             return 2
-        where = cfg.replay.url or f"local redis-server in {run_dir / 'redis'}"
+        servers = cfg.replay.local_servers
+        url = cfg.replay.url or (os.environ.get(cfg.replay.url_env, "") if cfg.replay.url_env else "")
+        where = (", ".join(redact(u.strip()) for u in url.split(",")) if url else
+                 f"local redis-server in {run_dir / 'redis'}" if servers == 1 else
+                 f"{servers} local redis-servers in {run_dir / 'redis'}, redis-1, ...")
         want = StepLayout((*cfg.data.ingest.size, 3), len(target), target.nvec)
         try:  # before reading anything: the table's settings and step layout must fit this ingest
             store.check_table(table)

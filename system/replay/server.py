@@ -15,7 +15,8 @@ The server is tied to the process that starts it:
 - it runs in a session of its own, so the terminal's Ctrl-C (SIGINT to the foreground process group) reaches
   only the parent, which can then finish its work and stop the server;
 - <dir>/server.lock is flock'ed for as long as the server or its parent lives (the server inherits the
-  descriptor), so a second process can never start a server on the same AOF; it is told who holds it.
+  descriptor), so a second process can never start a server on the same AOF; it is told who holds it. A child
+  forked from the parent (multiprocessing's "fork") inherits the lock too, until it exits.
 """
 
 from __future__ import annotations
@@ -220,8 +221,8 @@ class LocalRedisServer:
                         return True
                 except redis.BusyLoadingError:
                     pass  # still replaying the AOF
-                except redis.ConnectionError:
-                    pass  # not listening yet
+                except (redis.ConnectionError, redis.TimeoutError):
+                    pass  # not listening yet, or too busy to answer within the probe's timeout
                 time.sleep(0.02)
             return False
         finally:

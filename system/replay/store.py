@@ -5,6 +5,7 @@
     store.sample(table, B, T, recency=0.0) -> Batch           (B, T) sequences inside one episode, rate limited
     store.sample_contexts(table, B, C) -> Batch               (B, C) start contexts for imagination
     store.get_chunk / episode_chunks / episode_steps / stats
+    store.check_table(table), store.table_layout(table)       settings and step layout, checked before work
 
 Sampling draws a start step from the stored steps directly (uniformly, or weighted towards recent ones with
 `recency` r > 0: the step's position x in [0, 1) from oldest to newest has density (1 + r) x^r); a start whose
