@@ -83,8 +83,8 @@ class ShardedStore(ReplayStore):
         for chunk in chunks:
             if isinstance(chunk, Chunk) and chunk.length > smallest:
                 raise ChunkError(f"chunk (episode {chunk.episode_id!r}, step {chunk.step_offset}) has {chunk.length} "
-                                 f"steps, more than one shard of table {table!r} holds (capacity_steps = "
-                                 f"{self.table_config(table).capacity_steps} over {len(self.shards)} servers)")
+                                 f"steps, more than table {table!r} holds on one of its {len(self.shards)} servers "
+                                 f"(capacity_steps = {self.table_config(table).capacity_steps}, split between them)")
         return super().add_many(table, chunks, timeout)
 
     def _try_add(self, table: str, chunks: list[Chunk]) -> list[AddResult | None]:

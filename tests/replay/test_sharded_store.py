@@ -5,24 +5,16 @@ import numpy as np
 import pytest
 
 from system.replay import ReplayConfig, ReplayError, TableConfig, TablesConfig, make_store
-from system.replay.server import LocalRedisServer
 from system.replay.sharded_store import ShardedStore, shard_of
+from tests.conftest import sharded_url as url_of
 from tests.replay.helpers import check_batch_content, synthetic_chunk
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
-def servers(tmp_path):
-    started = [LocalRedisServer(tmp_path / f"redis-{k}", appendonly=False).start() for k in range(3)]
-    yield started
-    for server in started:
-        server.kill()
-
-
-def url_of(servers) -> str:
-    # Each test server has its own password; a real deployment gives them one, through $REDIS_PASSWORD.
-    return ",".join(f"redis://:{s.password}@127.0.0.1:{s.port}/0" for s in servers)
+def servers(redis_servers):
+    return redis_servers
 
 
 def sharded(servers, seed=0, **table) -> ShardedStore:
