@@ -1,6 +1,8 @@
-"""Replay store throughput beside plain redis-py on the same server, with the same bytes, in the same run.
+"""Replay store throughput beside plain redis-py on the same server, with the same bytes, in the same run; and
+the store on 1 vs several servers (a table sharded over them, sharded_store.py).
 
     python benchmarks/replay.py [--repeats 5] [--chunks 256] [--batches 64] [--aof on|off] [--appendfsync everysec]
+                                [--shards 1,3]
 
 Starts a local redis-server as a run does (loopback, password, AOF into a temporary run directory), then
 measures, interleaving the contenders batch by batch so that they share the server's and the disk's state:
@@ -9,9 +11,11 @@ measures, interleaving the contenders batch by batch so that they share the serv
 - sampling: raw pipelined GET of B random whole chunks vs `store.sample(B, T)` (B sequences of T steps as
   numpy arrays, usually spanning two chunks and read with GETRANGE). Both move B x 64 steps of bytes.
 Both key spaces hold the same number of chunks (the store evicts FIFO, the raw keys are overwritten in a ring).
-Figures are MB/s of chunk bytes (total bytes / total time within a repeat) and sequences/s, each the median
-over repeats; ratios are store / raw of those medians. Progress goes to stderr; the last stdout line is one
-JSON object.
+Then, for each count in --shards, fresh local servers (as `replay.local_servers` starts them) and one client:
+`add_many` of 16 chunks and `sample(16, 64)`, the same sizes, timed alone (the shards' calls run in parallel
+threads of the one client). Figures are MB/s of chunk bytes (total bytes / total time within a repeat) and
+sequences/s, each the median over repeats; ratios are store / raw of those medians. Progress goes to
+stderr; the last stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from system.replay import Chunk, EmbeddedStore, ReplayConfig, TableConfig, TablesConfig  # noqa: E402
+from system.replay import Chunk, EmbeddedStore, ReplayConfig, TableConfig, TablesConfig, make_store  # noqa: E402
 from system.replay.chunk import encode_chunk  # noqa: E402
 from system.replay.redis_store import RedisStore, connect  # noqa: E402
 from system.replay.server import LocalRedisServer  # noqa: E402
@@ -81,6 +85,37 @@ class Clock:
         return out
 
 
+def measure_shards(args, servers: int) -> dict[str, float]:
+    """add_many and sample throughput of one client on a table sharded over `servers` fresh local servers."""
+    rng = np.random.default_rng(1)
+    cfg = ReplayConfig(backend="redis", local_servers=servers, appendfsync=args.appendfsync, aof=args.aof == "on",
+                       max_chunk_bytes=2**30, tables=TablesConfig(real=TableConfig(
+                           capacity_steps=args.capacity_chunks * args.chunk_len)))
+    workdir = tempfile.TemporaryDirectory(prefix="replay-bench-shards-")
+    store = make_store(cfg, workdir.name, seed=0)
+    repeats, episode = [], 10**6
+    try:
+        for repeat in range(args.repeats):
+            clock = Clock()
+            for _ in tqdm(range(0, args.chunks, PIPELINE), desc=f"{servers} servers: ingest {repeat + 1}",
+                          file=sys.stderr):
+                # Episodes of 2 chunks, so that the 16 chunks of a call spread over the servers (a whole episode
+                # lives on one); the same data for every server count.
+                chunks = make_chunks(rng, PIPELINE, episode, args, chunks_per_episode=2)
+                episode += PIPELINE // 2
+                nbytes = sum(c.length * c.layout.record_size for c in chunks)
+                clock.run("ingest", lambda: store.add_many("real", chunks), nbytes, PIPELINE)
+            sample_bytes = args.batch * args.length * chunks[0].layout.record_size
+            for _ in tqdm(range(args.batches), desc=f"{servers} servers: sample {repeat + 1}", file=sys.stderr):
+                clock.run("sample", lambda: store.sample("real", args.batch, args.length), sample_bytes, args.batch)
+            repeats.append({"ingest_mb_s": clock.mb_s("ingest"), "sample_mb_s": clock.mb_s("sample"),
+                            "sample_seq_s": clock.per_s("sample")})
+    finally:
+        store.close()
+        workdir.cleanup()
+    return {name: round(statistics.median(r[name] for r in repeats), 1) for name in repeats[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5, help="figures are medians over repeats")
@@ -94,6 +129,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--aof", choices=["on", "off"], default="on")
     parser.add_argument("--appendfsync", default="everysec", choices=["always", "everysec", "no"])
+    parser.add_argument("--shards", default="1,3", help="server counts to compare (empty: skip)")
     args = parser.parse_args()
     assert args.chunks % PIPELINE == 0 and args.chunks >= args.capacity_chunks
 
@@ -152,6 +188,7 @@ def main() -> None:
         server.stop()
         workdir.cleanup()
 
+    sharding = {n: measure_shards(args, int(n)) for n in args.shards.split(",") if n.strip()}
     figures = {name: round(statistics.median(r[name] for r in repeats), 1) for name in repeats[0]}
     ratios = {
         "ingest_add_many_vs_raw": round(figures["store_ingest_add_many_mb_s"] / figures["raw_ingest_mb_s"], 3),
@@ -170,6 +207,7 @@ def main() -> None:
         "sample_ratio_per_repeat": [round(r["store_sample_mb_s"] / r["raw_sample_mb_s"], 3) for r in repeats],
         "ingest_ratio_per_repeat": [round(r["store_ingest_add_mb_s"] / r["raw_ingest_mb_s"], 3) for r in repeats],
         "target_ratio": 0.7,
+        "servers": sharding,
     }
     for name, value in ratios.items():
         print(f"{name}: {value}", file=sys.stderr)

@@ -26,7 +26,7 @@ from system.data.ingest import crafter_ingest_sources
 from system.envs.action_space import crafter_action_space
 from system.phases.train_dynamics import run_dynamics_phase
 from system.phases.train_tokenizer import run_tokenizer_phase
-from system.replay import make_store
+from system.replay import ReplayError, make_store
 from system.run.config import Config, load
 from system.run.metrics_log import MetricsLog
 from system.run.run_dir import create_run_dir
@@ -86,6 +86,7 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     log = MetricsLog(run_dir, cfg.logging.wandb, cfg.logging.wandb_project, to_dict(cfg))
     store = make_store(cfg.replay, run_dir, seed=cfg.seed)
     try:
+        store.check_table(cfg.data.ingest.table)  # a table created with other settings fails now, not after collecting
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon)
         held_out = held_out_clips(cfg, episodes=4, frames=length)
@@ -104,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    run(cfg)
+    try:
+        run(cfg)
+    except ReplayError as error:  # names the server and what to do; a traceback would only hide that
+        print(f"replay store: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -60,23 +60,45 @@ def replay_config(backend: str, url: str = "", max_chunk_bytes: int = 2**20, **t
                         tables=TablesConfig(real=TableConfig(**table)))
 
 
-@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture
+def redis_servers(tmp_path):
+    """Three real redis-servers (memory only), each with its own password; killed at teardown."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (scripts/install-redis.sh installs it)")
+    servers = [LocalRedisServer(tmp_path / f"redis-{k}", appendonly=False).start() for k in range(3)]
+    yield servers
+    for server in servers:
+        server.kill()
+
+
+def sharded_url(servers) -> str:
+    """replay.url for a table sharded over `servers` (test servers have one password each, so it is in the URL)."""
+    return ",".join(f"redis://:{s.password}@127.0.0.1:{s.port}/0" for s in servers)
+
+
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("sharded", marks=pytest.mark.redis)])
 def make_test_store(request, tmp_path, monkeypatch):
-    """Factory of stores of one backend; with redis, every store is a separate client of one server."""
+    """Factory of stores of one backend; with redis, every store is a separate client of one server; sharded:
+    of a table sharded over three servers (sharded_store.py)."""
     stores = []
-    server = request.getfixturevalue("redis_server") if request.param == "redis" else None
-    if server is not None:
+    url = ""
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
         monkeypatch.setenv("REDIS_PASSWORD", server.password)
+        url = server.url
+    elif request.param == "sharded":
+        url = sharded_url(request.getfixturevalue("redis_servers"))
     shared = {}
 
     def factory(seed: int = 0, **settings):
         """settings: max_chunk_bytes and the `real` table's TableConfig fields."""
-        if server is None:
+        if not url:
             # The embedded store lives in one process: "another client" is the same object.
             if "store" not in shared:
                 shared["store"] = make_store(replay_config("embedded", **settings), tmp_path, seed=seed)
             return shared["store"]
-        store = make_store(replay_config("redis", server.url, **settings), tmp_path, seed=seed)
+        store = make_store(replay_config("redis", url, **settings), tmp_path, seed=seed)
         stores.append(store)
         return store
 

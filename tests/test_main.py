@@ -57,3 +57,12 @@ def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, 
 def test_bad_config_is_reported_with_the_key_and_exit_code_2(capsys):
     assert main(["--config", "configs/smoke.yaml", "tokenizer.model.patch_sise=4"]) == 2
     assert "tokenizer.model.patch_sise" in capsys.readouterr().err
+
+
+def test_a_replay_store_failure_is_one_line_naming_the_server_not_a_traceback(tmp_path, capsys):
+    from system.replay.server import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    assert main(TINY + [f"run_dir={tmp_path / 'run'}", "replay.backend=redis", f"replay.url={url}"]) == 1
+    err = capsys.readouterr().err
+    assert f"replay store: cannot reach Redis at {url}" in err and "Traceback" not in err

@@ -19,8 +19,10 @@ from system.replay import Chunk
 
 
 def split_into_chunks(episode: Episode, chunk_length: int, task_id: int = -1,
-                      actions: np.ndarray | None = None) -> Iterator[Chunk]:
-    """`actions` replaces episode.actions (e.g. projected into the run's action space)."""
+                      actions: np.ndarray | None = None, action_classes: tuple[int, ...] | None = None) \
+        -> Iterator[Chunk]:
+    """`actions` replaces episode.actions (e.g. projected into the run's action space); `action_classes`
+    (the space's `nvec`) bound them in every chunk, so the store can tell real steps from foreign bytes."""
     if chunk_length < 1:
         raise ValueError("chunk_length must be >= 1")
     actions = episode.actions if actions is None else np.asarray(actions, dtype=np.int32)
@@ -33,4 +35,4 @@ def split_into_chunks(episode: Episode, chunk_length: int, task_id: int = -1,
                     rewards=np.ascontiguousarray(episode.rewards[start:end]),
                     terminals=np.ascontiguousarray(episode.terminals[start:end]),
                     episode_id=episode.episode_id, step_offset=start, task_id=task_id,
-                    is_last=end == len(episode))
+                    is_last=end == len(episode), action_classes=action_classes)

@@ -116,14 +116,14 @@ def ingest(store, sources: Iterable[IngestSource], cfg: IngestConfig, target: Ac
                 report.stats.skip(source.group, DataError(getattr(error, "filename", None) or source.path,
                                                           f"cannot read ({error.strerror or error})"))
             else:
-                _write(store, table, episode, actions, cfg, source, report)
+                _write(store, table, episode, actions, cfg, source, report, target)
             progress.advance(task)
     return report
 
 
 def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: IngestConfig, source: IngestSource,
-           report: IngestReport) -> None:
-    chunks = list(split_into_chunks(episode, cfg.chunk_length, cfg.task_id, actions))
+           report: IngestReport, target: ActionSpace) -> None:
+    chunks = list(split_into_chunks(episode, cfg.chunk_length, cfg.task_id, actions, target.nvec))
     stored = {offset for offset, _ in store.episode_chunks(table, episode.episode_id)}
     overlap = [chunk for chunk in chunks if chunk.step_offset in stored]
     if overlap:   # an interrupted earlier run: its last stored chunk must equal ours at the same offset
@@ -145,6 +145,7 @@ def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: Ingest
     metadata = episode.metadata
     report.stats.add(SourceInfo(source.group, episode.episode_id, steps=len(episode),
                                 actions=len(episode) - 1, video_frames=int(metadata.get("video_frames", 0)),
-                                total_reward=float(episode.rewards.sum())))
+                                total_reward=float(episode.rewards.sum()),
+                                trailing_frames=int(metadata.get("trailing_frames", 0))))
     if "achievements" in metadata:
         report.crafter.add(metadata)

@@ -5,7 +5,8 @@
     python -m system.data.ingest crafter run_dir=runs/crafter data.collect.episodes=100 data.collect.policy=scripted
     python -m system.data.ingest minerl $MINERL_DATA_ROOT --stats      # statistics only: no decoding, no store
 
-Options: `--config PATH` (the run's YAML) and dotted `key=value` overrides of it, `--stats`, `--per-source`.
+Options: `--config PATH` (the run's YAML) and dotted `key=value` overrides of it, `--stats`, `--per-source`,
+`--help`.
 Episodes come from minerl_reader / vpt_reader / collect and go through episode_writer.ingest into table
 `data.ingest.table`, in the run's action space (resolve_action_space), in chunks of `data.ingest.chunk_length`
 steps. A progress bar runs meanwhile; a summary table (and per-environment statistics, the Crafter score for
@@ -18,10 +19,16 @@ episode_writer.py). Bad input (missing file, truncated mp4, npz missing a key, t
 The store is the one `replay:` configures: a Redis URL (replay.url or $REDIS_URL), else a local redis-server
 whose data lives in <run_dir>/redis (run the training with the same run_dir). The embedded in-process store
 is refused here: it would vanish when this command exits.
+
+Before any episode is read: a dataset root that holds no streams (empty, another dataset, a folder one level
+too deep) fails with the layout expected and what was found; the table's stored settings and step layout are
+checked against the config (a mismatch names the key to change, data.ingest.action_space for the layout).
+Ctrl-C prints "interrupted: run the same command again to finish ..." and exits with 130.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -143,6 +150,22 @@ def crafter_table(stats: CrafterStats) -> Table:
 
 USAGE = ("usage: python -m system.data.ingest {minerl,vpt,crafter} [ROOT] [--config PATH] [--stats] "
          "[--per-source] [dotted.key=value ...]")
+HELP = USAGE + """
+
+Writes a dataset into the run's replay store (table data.ingest.table), idempotently: run it again after an
+interruption and it completes what is missing.
+
+  minerl ROOT   MineRL v0: ROOT/<Env>/<stream>/{recording.mp4, rendered.npz, metadata.json}
+  vpt ROOT      VPT contractor data: <name>.mp4 + <name>.jsonl, anywhere under ROOT
+  crafter       collect data.collect.episodes Crafter episodes with data.collect.policy
+
+  --config PATH     the run's YAML config; dotted.key=value overrides any key (e.g. run_dir=runs/minerl)
+  --stats           statistics from metadata only (minerl, vpt): no decoding, no store
+  --per-source      a row per stream or segment in the statistics
+
+The store: replay.url or $REDIS_URL, else a local redis-server in <run_dir>/redis. See docs/data.md."""
+INTERRUPTED = ("[yellow]interrupted[/yellow]: run the same command again to finish; stored episodes are not "
+               "written twice")
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
@@ -152,6 +175,9 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     # Piped output would default to 80 columns, too narrow for the tables.
     console = console or (Console() if sys.stdout.isatty() else Console(width=160))
     args = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in args or "--help" in args:
+        console.print(HELP, highlight=False, markup=False)
+        return 0
     if not args or args[0] not in KINDS:
         console.print(USAGE)
         return 2
@@ -189,15 +215,50 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     except ValueError as error:   # e.g. a policy factory that cannot be loaded
         console.print(f"[red]error:[/red] {error}")
         return 2
+    if not sources:
+        stats = DatasetStats()
+        for group, error in skipped:
+            stats.skip(group, error)
+        stats.print(console)
+        console.print(f"[red]nothing to ingest[/red] in {root}: every stream found was skipped (above)")
+        return 1
     target = resolve_action_space(kind, data, cfg.env.name, {s.group for s in sources})
-    return _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
+    try:
+        return _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
+    except KeyboardInterrupt:  # outside the ingest loop: while the store opens or the summary prints
+        console.print(INTERRUPTED)
+        return 130
+
+
+# Action spaces a table may have been written in, to suggest data.ingest.action_space on a mismatch.
+_KNOWN_SPACES = ("crafter", "vpt", "minerl:MineRLNavigate-v0", "minerl:MineRLObtainDiamond-v0")
+
+
+def layout_mismatch(table: str, held, want, target: ActionSpace, size) -> str | None:
+    """None when table layout `held` takes chunks of `want`, else what to change (naming the config keys)."""
+    if held is None or held.accepts(want):
+        return None
+    fixes = []
+    if held.frame_shape != want.frame_shape:
+        fixes.append(f"data.ingest.size=[{held.frame_shape[0]},{held.frame_shape[1]}]")
+    if held.action_dim != want.action_dim or held.action_classes not in (None, want.action_classes):
+        spaces = [name for name in _KNOWN_SPACES if action_space_for_env(name).nvec == held.action_classes
+                  or (held.action_classes is None and len(action_space_for_env(name)) == held.action_dim)]
+        fixes.append(f"data.ingest.action_space={spaces[0]}" if spaces else
+                     "data.ingest.action_space to the space the table was written in")
+    return (f"table {table!r} holds steps of layout {held.key()} ({held.describe()}); this ingest writes "
+            f"{want.key()} ({want.describe()}, action space {target.name!r}, data.ingest.size = {list(size)}). "
+            f"Set {' and '.join(fixes)}, or write into another table (data.ingest.table) or store (another run_dir "
+            "or replay.key_prefix)")
 
 
 def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source) -> int:
     from system.replay import EmbeddedStore, RateLimited, ReplayError, make_store
-    from system.replay.chunk import ChunkError
+    from system.replay.chunk import ChunkError, StepLayout
+    from system.replay.redis_errors import redact
 
     run_dir = Path(cfg.run_dir or "runs/dataset")
+    table = cfg.data.ingest.table
     try:
         store = make_store(cfg.replay, run_dir)
     except ReplayError as error:
@@ -208,14 +269,31 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
             console.print("[red]replay.backend resolved to the embedded in-process store[/red], which is lost when "
                           "ingest exits: install redis-server (scripts/install-redis.sh) or set replay.url")
             return 2
-        where = cfg.replay.url or f"local redis-server in {run_dir / 'redis'}"
+        servers = cfg.replay.local_servers
+        url = cfg.replay.url or (os.environ.get(cfg.replay.url_env, "") if cfg.replay.url_env else "")
+        where = (", ".join(redact(u.strip()) for u in url.split(",")) if url else
+                 f"local redis-server in {run_dir / 'redis'}" if servers == 1 else
+                 f"{servers} local redis-servers in {run_dir / 'redis'}, redis-1, ...")
+        want = StepLayout((*cfg.data.ingest.size, 3), len(target), target.nvec)
+        try:  # before reading anything: the table's settings and step layout must fit this ingest
+            store.check_table(table)
+            problem = layout_mismatch(table, store.table_layout(table), want, target, cfg.data.ingest.size)
+        except ReplayError as error:
+            console.print(f"[red]the replay table does not fit this config:[/red] {error}")
+            return 1
+        if problem:
+            console.print(f"[red]the replay table does not fit this ingest:[/red] {problem}")
+            return 1
         report = IngestReport()
         for group, error in skipped:
             report.stats.skip(group, error)
         try:
             ingest(store, sources, cfg.data.ingest, target, total=len(sources), console=console, report=report)
+            store_steps = store.stats(table).steps
         except (ChunkError, ReplayError) as error:
-            console.print(f"[red]the store refused the data, stopping:[/red] {error}")
+            hint = (" (data.ingest.action_space and data.ingest.size set the layout this ingest writes)"
+                    if "step layout" in str(error) else "")
+            console.print(f"[red]the store refused the data, stopping:[/red] {error}{hint}")
             return 1
         except RateLimited as error:
             console.print(f"[red]{error}[/red]\nNothing samples while a dataset is ingested, so a table with "
@@ -223,11 +301,10 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
                           "samples_per_insert is 0 (the same settings the training run then uses)")
             return 1
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]: run the same command again to finish; stored episodes "
-                          "are not written twice")
+            console.print(f"{INTERRUPTED} (before it, this run wrote {report.chunks_added} chunks, "
+                          f"{report.steps_added} steps)")
             return 130
-        store_steps = store.stats(cfg.data.ingest.table).steps
-    console.print(summary_table(report, cfg.data.ingest.table, target, where, store_steps))
+    console.print(summary_table(report, table, target, where, store_steps))
     report.stats.print(console, per_source=per_source)
     if kind == "crafter" and report.crafter.returns:
         console.print(crafter_table(report.crafter))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from system.data.episode import Episode, make_episode_id
-from system.data.errors import DataError
+from system.data.errors import DataError, contents
 from system.data.safe_npz import NpzFormatError, SafeNpz
 from system.data.stats import SourceInfo
 from system.data.video import count_frames, read_frames
@@ -92,7 +92,27 @@ def find_minerl_streams(root: str | Path, envs: tuple[str, ...] | list[str] = ()
     missing = sorted(set(envs) - {s.env_name for s in streams} - {g for g, _ in skipped})
     for env_name in missing:
         skipped.append((env_name, DataError(root / env_name, "no streams found for this environment")))
+    if not streams and not skipped:
+        raise DataError(root, layout_problem(root))
     return streams, skipped
+
+
+STREAM_FILES = ("recording.mp4", "rendered.npz", "metadata.json")
+
+
+def layout_problem(root: Path) -> str:
+    """Why `root` holds no MineRL v0 stream: what layout was expected and what is there instead."""
+    expected = (f"no MineRL v0 streams: expected {root}/<Env>/<stream>/{{{', '.join(STREAM_FILES)}}} with <Env> one "
+                f"of {', '.join(sorted(MINERL_V0_SPECS))}; found ")
+    if any((root / name).exists() for name in STREAM_FILES):
+        return expected + (f"the files of one stream ({contents(root)}): the root is two levels too deep, pass "
+                           f"{root.parent.parent}")
+    if any((d / name).exists() for d in root.iterdir() if d.is_dir() for name in STREAM_FILES):
+        return expected + (f"stream folders ({contents(root)}): this is one environment's folder, the root is one "
+                           f"level too deep, pass {root.parent}")
+    if any(root.rglob("*.jsonl")) and any(root.rglob("*.mp4")):
+        return expected + f"{contents(root)}, with .mp4 and .jsonl files: VPT data? use `python -m system.data.ingest vpt`"
+    return expected + contents(root)
 
 
 def _check_version_file(root: Path) -> None:

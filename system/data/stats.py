@@ -7,7 +7,9 @@
 
 `steps` counts frames kept as episode steps (T+1 for T actions in MineRL), `video_frames` the frames in the
 video; `extra_frames = video_frames - steps` is the action/frame mismatch (MineRL's leading frames that come
-before the first state, or VPT frames dropped with null actions). Hours are steps / fps / 3600 at 20 FPS.
+before the first state, or VPT frames dropped with null actions or after the last action line).
+`trailing_frames` counts those last ones on their own: VPT video frames past the final jsonl line, which its
+rules drop (no action goes with them). Hours are steps / fps / 3600 at 20 FPS.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class SourceInfo:
     actions: int             # labelled actions in the source
     video_frames: int        # frames in the video (0 if unknown)
     total_reward: float = 0.0
+    trailing_frames: int = 0  # video frames after the last action line, dropped (VPT)
 
     @property
     def extra_frames(self) -> int:
@@ -51,7 +54,8 @@ class DatasetStats:
 
     def groups(self) -> dict[str, dict]:
         rows: dict[str, dict] = defaultdict(lambda: {"episodes": 0, "steps": 0, "hours": 0.0, "extra_frames": 0,
-                                                      "mismatched": 0, "reward": 0.0, "skipped": 0})
+                                                      "mismatched": 0, "trailing_frames": 0, "reward": 0.0,
+                                                      "skipped": 0})
         for info in self.sources:
             row = rows[info.group]
             row["episodes"] += 1
@@ -59,6 +63,7 @@ class DatasetStats:
             row["hours"] += info.steps / self.fps / 3600
             row["extra_frames"] += info.extra_frames
             row["mismatched"] += info.extra_frames > 0
+            row["trailing_frames"] += info.trailing_frames
             row["reward"] += info.total_reward
         for group, _ in self.skipped:
             rows[group]["skipped"] += 1
@@ -67,29 +72,32 @@ class DatasetStats:
     def totals(self) -> dict:
         groups = self.groups().values()
         return {key: sum(row[key] for row in groups) for key in
-                ("episodes", "steps", "hours", "extra_frames", "mismatched", "skipped")}
+                ("episodes", "steps", "hours", "extra_frames", "mismatched", "trailing_frames", "skipped")}
 
     def group_table(self, title: str = "Dataset") -> Table:
         table = Table(title=title)
         for column in ("group", "episodes", "frames", "hours @20FPS", "mean reward", "extra frames",
-                       "mismatched", "skipped"):
+                       "mismatched", "trailing dropped", "skipped"):
             table.add_column(column, justify="left" if column == "group" else "right")
         for group, row in self.groups().items():
             mean_reward = row["reward"] / row["episodes"] if row["episodes"] else 0.0
             table.add_row(group, str(row["episodes"]), str(row["steps"]), f"{row['hours']:.3f}", f"{mean_reward:.2f}",
-                          str(row["extra_frames"]), str(row["mismatched"]), str(row["skipped"]))
+                          str(row["extra_frames"]), str(row["mismatched"]), str(row["trailing_frames"]),
+                          str(row["skipped"]))
         totals = self.totals()
         table.add_row("total", str(totals["episodes"]), str(totals["steps"]), f"{totals['hours']:.3f}", "",
-                      str(totals["extra_frames"]), str(totals["mismatched"]), str(totals["skipped"]), style="bold")
+                      str(totals["extra_frames"]), str(totals["mismatched"]), str(totals["trailing_frames"]),
+                      str(totals["skipped"]), style="bold")
         return table
 
     def source_table(self) -> Table:
         table = Table(title="Per source")
-        for column in ("group", "source", "steps", "actions", "video frames", "extra frames", "reward"):
+        for column in ("group", "source", "steps", "actions", "video frames", "extra frames", "trailing dropped",
+                       "reward"):
             table.add_column(column, justify="left" if column in ("group", "source") else "right")
         for info in self.sources:
             table.add_row(info.group, info.name, str(info.steps), str(info.actions), str(info.video_frames),
-                          str(info.extra_frames), f"{info.total_reward:.2f}")
+                          str(info.extra_frames), str(info.trailing_frames), f"{info.total_reward:.2f}")
         return table
 
     def skipped_table(self) -> Table:

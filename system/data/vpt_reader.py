@@ -16,7 +16,8 @@ while a GUI is open (the recorder does not capture it). As VPT trains, (frame, a
 are dropped (`drop_null_actions`), which leaves the kept frames k_0 < k_1 < ...
 
 In the project's step convention step j shows frame k_j and carries action k_{j-1}, the action after which
-frame k_j is the next kept frame; step 0 has action -1. There is no reward (0) and no terminal: a segment is
+frame k_j is the next kept frame; step 0 has action -1. Video frames past the last jsonl line have no action and
+are dropped, as VPT's loader drops them; `metadata["trailing_frames"]` counts them for the ingest statistics. There is no reward (0) and no terminal: a segment is
 a cut of a longer session. Frames are resized to `size` (height, width); VPT itself uses 128x128 INTER_LINEAR.
 Not reproduced: VPT's GUI mouse scaler table for recorder versions 5.7-6.9 (defined but unused in its loader),
 and its exact cursor bitmap (a drawn stand-in arrow is used, see `_cursor_sprite`).
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from system.data.episode import Episode, make_episode_id
-from system.data.errors import DataError
+from system.data.errors import DataError, contents
 from system.data.stats import SourceInfo
 from system.data.video import iter_frames, probe_video
 from system.envs.action_space import NO_LABEL, minecraft_action_space
@@ -91,10 +92,28 @@ def find_vpt_segments(root: str | Path) -> tuple[list[VptSegment], list[tuple[st
     videos = {p.relative_to(root).with_suffix("").as_posix(): p for p in root.rglob("*.mp4")}
     jsonls = {p.relative_to(root).with_suffix("").as_posix(): p for p in root.rglob("*.jsonl")}
     segments = [VptSegment(name, videos[name], jsonls[name]) for name in sorted(videos.keys() & jsonls.keys())]
+    if not segments:
+        raise DataError(root, layout_problem(root, videos, jsonls))
     skipped = [("vpt", DataError(videos[n], "missing .jsonl actions file"))
                for n in sorted(videos.keys() - jsonls.keys())]
     skipped += [("vpt", DataError(jsonls[n], "missing .mp4 video")) for n in sorted(jsonls.keys() - videos.keys())]
     return segments, skipped
+
+
+def layout_problem(root: Path, videos: dict[str, Path], jsonls: dict[str, Path]) -> str:
+    """Why `root` holds no VPT segment: what layout was expected and what is there instead."""
+    expected = f"no VPT segments: expected <name>.mp4 with <name>.jsonl beside it, anywhere under {root}; found "
+    if any(root.rglob("rendered.npz")):
+        return expected + f"{contents(root)}, with MineRL v0 streams (rendered.npz): use `python -m system.data.ingest minerl`"
+    if videos or jsonls:
+        found = []
+        if videos:
+            found.append(f"{len(videos)} .mp4 without a .jsonl beside {'it' if len(videos) == 1 else 'them'} "
+                         f"(e.g. {sorted(videos)[0]}.mp4)")
+        if jsonls:
+            found.append(f"{len(jsonls)} .jsonl without an .mp4 (e.g. {sorted(jsonls)[0]}.jsonl)")
+        return expected + " and ".join(found)
+    return expected + contents(root) + ("" if not any(root.iterdir()) else ", none of them .mp4 or .jsonl")
 
 
 def _field(record: dict, dotted: str, path: Path, line: int):
@@ -226,7 +245,8 @@ def describe_vpt_segment(segment: VptSegment, options: VptOptions = VptOptions()
     parsed = parse_vpt_actions(segment.actions, options)
     kept = parsed.kept(options)
     frames = probe_video(segment.video).declared_frames
-    return SourceInfo("vpt", segment.name, steps=len(kept), actions=max(len(kept) - 1, 0), video_frames=frames)
+    return SourceInfo("vpt", segment.name, steps=len(kept), actions=max(len(kept) - 1, 0), video_frames=frames,
+                      trailing_frames=max(frames - len(parsed.actions), 0))
 
 
 def read_vpt_segment(segment: VptSegment, size: tuple[int, int] = (64, 64), resize: ResizeMethod = "area",
@@ -244,9 +264,9 @@ def read_vpt_segment(segment: VptSegment, size: tuple[int, int] = (64, 64), resi
         if index == 0 and expect_source_size is not None and frame.shape[:2] != tuple(expect_source_size):
             raise DataError(segment.video, f"wrong resolution: frames are {frame.shape[1]}x{frame.shape[0]} (WxH), "
                                            f"expected {expect_source_size[1]}x{expect_source_size[0]}")
-        if index >= lines:
-            break   # trailing frames without an action line
         decoded = index + 1
+        if index >= lines:
+            continue   # a trailing frame without an action line: dropped, as VPT does, but counted
         if not keep[index]:
             continue
         if options.draw_cursor and parsed.gui_open[index]:
@@ -265,7 +285,8 @@ def read_vpt_segment(segment: VptSegment, size: tuple[int, int] = (64, 64), resi
     steps = len(kept)
     metadata = {
         "source": "vpt", "segment": segment.name, "action_space": minecraft_action_space().name, "fps": 20,
-        "action_lines": lines, "video_frames": decoded, "null_actions": int(parsed.null.sum()),
+        "action_lines": lines, "video_frames": decoded, "trailing_frames": decoded - lines,
+        "null_actions": int(parsed.null.sum()),
         "null_dropped": lines - steps, "gui_frames": int(parsed.gui_open[kept].sum()),
     }
     return Episode(segment.episode_id, frames, actions, np.zeros(steps, np.float32), np.zeros(steps, bool), metadata)

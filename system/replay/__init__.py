@@ -7,6 +7,8 @@
 Backend choice (cfg.backend):
 - redis: the URL from cfg.url or $REDIS_URL (password from ${cfg.password_env} or the URL); without a URL a
   local redis-server is started in <run_dir>/redis (loopback, generated password, AOF) and stopped on close().
+  Several comma-separated URLs, or cfg.local_servers > 1, shard every table over that many servers
+  (ShardedStore, sharded_store.py).
 - embedded: an in-process store (EmbeddedStore), nothing to start.
 - auto: redis when a URL is configured (it must answer: a typo must not silently split a cluster into private
   stores), else a local redis-server when the binary is installed, else embedded.
@@ -23,10 +25,10 @@ from system.replay.chunk import Chunk, ChunkError, ChunkFormatError
 from system.replay.config import ReplayConfig, TableConfig, TablesConfig
 from system.replay.embedded_store import EmbeddedStore
 from system.replay.limiter import RateLimited, RateLimiter
-from system.replay.store import AddResult, Batch, ReplayError, ReplayStore, TableStats
+from system.replay.store import AddResult, Batch, NotAcknowledged, ReplayError, ReplayStore, TableStats
 
-__all__ = ["AddResult", "Batch", "Chunk", "ChunkError", "ChunkFormatError", "EmbeddedStore", "RateLimited",
-           "RateLimiter", "ReplayConfig", "ReplayError", "ReplayStore", "TableConfig", "TableStats",
+__all__ = ["AddResult", "Batch", "Chunk", "ChunkError", "ChunkFormatError", "EmbeddedStore", "NotAcknowledged",
+           "RateLimited", "RateLimiter", "ReplayConfig", "ReplayError", "ReplayStore", "TableConfig", "TableStats",
            "TablesConfig", "make_store"]
 
 log = logging.getLogger(__name__)
@@ -45,16 +47,35 @@ def make_store(cfg, run_dir: str | Path | None = None, seed: int | None = None) 
 
     from system.replay.redis_store import RedisStore, connect  # redis only where it is used
     from system.replay.server import LocalRedisServer
+    from system.replay.sharded_store import ShardedStore
 
     password = os.environ.get(cfg.password_env) if cfg.password_env else None
-    if url:
-        return RedisStore(cfg, connect(url, password, cfg), seed)
+    urls = [u.strip() for u in url.split(",") if u.strip()]
+    if urls:
+        clients = []
+        try:
+            for u in urls:
+                clients.append(connect(u, password, cfg))
+        except BaseException:
+            for client in clients:
+                client.close()
+            raise
+        if len(clients) == 1:
+            return RedisStore(cfg, clients[0], seed)
+        return ShardedStore(cfg, [RedisStore(cfg, c, shard=(k, len(clients))) for k, c in enumerate(clients)], seed)
     if run_dir is None:
         raise ReplayError("replay backend redis without a URL starts a local redis-server, which needs a run "
                           f"directory; pass run_dir or set replay.url / ${cfg.url_env}")
-    server = LocalRedisServer(Path(run_dir) / "redis", appendfsync=cfg.appendfsync, appendonly=cfg.aof).start()
+    servers = []
     try:
-        return RedisStore(cfg, connect(server.url, server.password, cfg), seed, owned_server=server)
+        for k in range(cfg.local_servers):
+            directory = Path(run_dir) / ("redis" if k == 0 else f"redis-{k}")
+            servers.append(LocalRedisServer(directory, appendfsync=cfg.appendfsync, appendonly=cfg.aof).start())
+        if len(servers) == 1:
+            return RedisStore(cfg, connect(servers[0].url, servers[0].password, cfg), seed, owned_server=servers[0])
+        return ShardedStore(cfg, [RedisStore(cfg, connect(s.url, s.password, cfg), owned_server=s,
+                                             shard=(k, len(servers))) for k, s in enumerate(servers)], seed)
     except BaseException:
-        server.stop()
+        for server in servers:
+            server.stop()
         raise

@@ -8,6 +8,7 @@ actors, put it inside one actor; across machines use the Redis backend.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,8 @@ import numpy as np
 
 from system.replay.chunk import Chunk, ChunkError, StepLayout, check_size
 from system.replay.config import ReplayConfig
-from system.replay.store import AddResult, ReplayStore, Sequence, TableStats, pick_index
+from system.replay.store import AddResult, ReplayStore, Round, Sequence, TableStats, WindowStats, pick_index, \
+    window_stats
 
 
 @dataclass
@@ -26,6 +28,7 @@ class _Stored:
     task_id: int
     is_last: bool
     records: np.ndarray  # (T,) record dtype, read-only
+    action_classes: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -35,8 +38,11 @@ class _Table:
     episodes: dict[str, dict[int, int]] = field(default_factory=dict)  # episode_id -> step_offset -> seq
     head: int = 0
     tail: int = 0
+    # positions[seq - positions_base]: the chunk's first step counted over every step ever inserted, so the
+    # stored steps are positions [positions[head], inserted_steps) and a step is found by bisection.
+    positions: list[int] = field(default_factory=list)
+    positions_base: int = 0
     steps: int = 0
-    max_len: int = 0
     inserted_steps: int = 0
     sampled_steps: int = 0
     evicted_chunks: int = 0
@@ -66,20 +72,20 @@ class EmbeddedStore(ReplayStore):
             existing = t.episodes.get(chunk.episode_id, {}).get(int(chunk.step_offset))
             if existing is not None:
                 return AddResult(inserted=False, seq=existing)
-            if t.layout is not None and t.layout != chunk.layout:
+            if t.layout is not None and not t.layout.accepts(chunk.layout):
                 raise ChunkError(f"chunk (episode {chunk.episode_id!r}) has step layout {chunk.layout.key()}, "
                                  f"table {table!r} holds {t.layout.key()}")
             if not self.limiter(table).can_insert(t.steps, t.inserted_steps, t.sampled_steps, chunk.length):
                 return None
-            t.layout = chunk.layout
+            t.layout = t.layout or chunk.layout
             seq = t.tail
             t.tail += 1
             t.chunks[seq] = _Stored(chunk.episode_id, int(chunk.step_offset), int(chunk.task_id),
-                                    bool(chunk.is_last), records)
+                                    bool(chunk.is_last), records, chunk.action_classes)
             t.episodes.setdefault(chunk.episode_id, {})[int(chunk.step_offset)] = seq
+            t.positions.append(t.inserted_steps)
             t.steps += chunk.length
             t.inserted_steps += chunk.length
-            t.max_len = max(t.max_len, chunk.length)
             evicted = 0
             while t.steps > capacity:
                 self._evict_oldest(t)
@@ -98,6 +104,10 @@ class EmbeddedStore(ReplayStore):
         t.steps -= len(old.records)
         t.evicted_chunks += 1
         t.evicted_steps += len(old.records)
+        dead = t.head - t.positions_base
+        if dead > 1024 and 2 * dead > len(t.positions):  # drop evicted positions now and then, not every time
+            del t.positions[:dead]
+            t.positions_base = t.head
 
     def _try_sample(self, table, want, length, recency, counted, randoms):
         limiter = self.limiter(table)
@@ -108,21 +118,28 @@ class EmbeddedStore(ReplayStore):
             if not allowed:
                 return None
             found: list[Sequence] = []
-            count = t.tail - t.head
-            for u_chunk, u_offset in randoms.reshape(-1, 2):
-                if len(found) == want:
+            examined = 0
+            low = t.head - t.positions_base
+            start = t.positions[low] if t.steps else t.inserted_steps
+            for u in randoms:
+                if len(found) == want or not t.steps:
                     break
-                first = t.chunks[t.head + pick_index(u_chunk, count, recency)]
-                offset = int(np.floor(u_offset * t.max_len))
-                if offset >= len(first.records):
-                    continue
-                sequence = self._follow(t, first, offset, length)
+                examined += 1
+                target = start + pick_index(u, t.steps, recency)  # a stored step, as the Lua sampler picks it
+                i = bisect.bisect_right(t.positions, target, lo=low) - 1
+                first = t.chunks[t.positions_base + i]
+                sequence = self._follow(t, first, target - t.positions[i], length)
                 if sequence is not None:
                     found.append(sequence)
             if counted:
                 t.sampled_steps += len(found) * length
                 self._changed.notify_all()
-            return found, t.layout
+            return Round(found, t.layout, examined)
+
+    def _window_stats(self, table: str, length: int) -> WindowStats:
+        with self._changed:
+            t = self._table(table)
+            return window_stats(((c.episode_id, c.step_offset, len(c.records)) for c in t.chunks.values()), length)
 
     @staticmethod
     def _follow(t: _Table, first: _Stored, offset: int, length: int) -> Sequence | None:
@@ -149,6 +166,10 @@ class EmbeddedStore(ReplayStore):
             self._changed.wait(timeout=remaining)
         return True
 
+    def table_layout(self, table: str) -> StepLayout | None:
+        with self._changed:
+            return self._table(table).layout
+
     def get_chunk(self, table: str, episode_id: str, step_offset: int) -> Chunk:
         with self._changed:
             t = self._table(table)
@@ -157,7 +178,7 @@ class EmbeddedStore(ReplayStore):
                 raise KeyError(f"table {table!r} stores no chunk of episode {episode_id!r} at step {step_offset}")
             stored = t.chunks[seq]
         return Chunk.from_records(stored.records, stored.episode_id, stored.step_offset, stored.task_id,
-                                  stored.is_last)
+                                  stored.is_last, stored.action_classes)
 
     def episode_chunks(self, table: str, episode_id: str) -> list[tuple[int, int]]:
         with self._changed:

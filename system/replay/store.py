@@ -5,13 +5,16 @@
     store.sample(table, B, T, recency=0.0) -> Batch           (B, T) sequences inside one episode, rate limited
     store.sample_contexts(table, B, C) -> Batch               (B, C) start contexts for imagination
     store.get_chunk / episode_chunks / episode_steps / stats
+    store.check_table(table), store.table_layout(table)       settings and step layout, checked before work
 
-Sampling picks a chunk (uniformly over stored chunks, or weighted towards recent ones with `recency` r > 0:
-the chunk's position x in [0, 1) from oldest to newest has density (1 + r) x^r), then an offset uniformly in
-[0, max chunk length); a pick whose offset lies past its chunk's end, or whose T steps are not all stored in
-that episode, is rejected and drawn again. Every window of T consecutive stored steps of one episode is
-therefore equally likely under r = 0. Both backends consume the same random numbers the same way, so with
-the same seed and the same inserts they return the same batch (a contract test checks this).
+Sampling draws a start step from the stored steps directly (uniformly, or weighted towards recent ones with
+`recency` r > 0: the step's position x in [0, 1) from oldest to newest has density (1 + r) x^r); a start whose
+T steps are not all stored in its episode is rejected and drawn again. Every window of T consecutive stored
+steps of one episode is therefore equally likely under r = 0, and a draw is accepted with probability
+(windows / stored steps), whatever the mix of chunk and episode lengths. The number of candidates per round
+follows the acceptance seen so far; when many draws find nothing, the backend counts the windows exactly, and
+a table that holds none says so with the numbers. Both backends consume the same random numbers the same way,
+so with the same seed and the same inserts they return the same batch (a contract test checks this).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import abc
 import itertools
 import time
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,21 +32,29 @@ from system.replay.chunk import Chunk, ChunkError, StepLayout
 from system.replay.config import ReplayConfig
 from system.replay.limiter import RateLimited, RateLimiter
 
-# Each sampling round draws this many candidates per missing sequence (plus a few), so that rejected picks
-# rarely cost another round trip; after MAX_EMPTY_ROUNDS rounds that find nothing, sampling gives up.
+# Each sampling round draws CANDIDATES_PER_SEQUENCE / acceptance candidates per missing sequence (plus a few),
+# at most MAX_CANDIDATES, so that rejected picks rarely cost another round trip. After EMPTY_BEFORE_CHECK
+# candidates in a row find nothing, the windows are counted exactly (the threshold grows with each count).
 CANDIDATES_PER_SEQUENCE = 2
-MAX_EMPTY_ROUNDS = 20
+MAX_CANDIDATES = 4096
+EMPTY_BEFORE_CHECK = 256
 
 
 class ReplayError(RuntimeError):
     """The replay store cannot do what was asked (misconfiguration, unreachable server, impossible sample)."""
 
 
+class NotAcknowledged(ReplayError):
+    """An add whose reply never came (timeout, connection lost): the chunks may or may not be stored. Adding
+    them again is safe: a stored (episode_id, step_offset) is never stored twice."""
+
+
 @dataclass(frozen=True)
 class AddResult:
     inserted: bool  # False: a chunk with this (episode_id, step_offset) was already stored; nothing changed
-    seq: int  # insertion number of the stored chunk (FIFO order within the table)
+    seq: int  # insertion number of the stored chunk (FIFO order within the table, or within its shard)
     evicted_chunks: int = 0  # chunks this add evicted to stay within capacity
+    shard: int = 0  # the server that holds it, when the table is sharded over several (sharded_store.py)
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,44 @@ class Batch:
     steps: np.ndarray  # (B, T) int64
     episode_ids: np.ndarray  # (B,) str
     task_ids: np.ndarray  # (B,) int32, -1 = none
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """What a table holds for sequences of one length (counted exactly, by walking its index)."""
+
+    windows: int  # start steps whose `length` steps are all stored, in one episode
+    longest: int  # longest run of consecutive stored steps of one episode
+    episodes: int
+    chunks: int
+    steps: int
+
+
+def window_stats(chunks: Iterable[tuple[str, int, int]], length: int) -> WindowStats:
+    """WindowStats from (episode_id, step_offset, length) of every stored chunk, in any order."""
+    by_episode: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for episode_id, offset, steps in chunks:
+        by_episode[episode_id].append((offset, steps))
+    windows = longest = steps_total = count = 0
+    for parts in by_episode.values():
+        parts.sort()
+        run, end = 0, None
+        for offset, steps in parts:
+            if offset != end:  # the first chunk, or a gap: the run before it ends (as sampling follows chunks)
+                windows, longest, run = windows + max(0, run - length + 1), max(longest, run), 0
+            run, end = run + steps, offset + steps
+            steps_total, count = steps_total + steps, count + 1
+        windows, longest = windows + max(0, run - length + 1), max(longest, run)
+    return WindowStats(windows, longest, len(by_episode), count, steps_total)
+
+
+@dataclass
+class Round:
+    """What one `_try_sample` call found."""
+
+    sequences: list  # of Sequence
+    layout: StepLayout | None
+    examined: int  # candidates looked at (a backend stops once it has found `want`)
 
 
 @dataclass
@@ -114,6 +165,7 @@ class ReplayStore(abc.ABC):
     def __init__(self, cfg: ReplayConfig, seed: int | None = None):
         self.cfg = cfg
         self._rng = np.random.default_rng(seed)
+        self.candidates_drawn = 0  # start steps examined by `sample` and `sample_contexts`, for diagnostics
 
     # Backend primitives. `None` means "the rate limiter says not now".
     @abc.abstractmethod
@@ -121,7 +173,11 @@ class ReplayStore(abc.ABC):
 
     @abc.abstractmethod
     def _try_sample(self, table: str, want: int, length: int, recency: float, counted: bool,
-                    randoms: np.ndarray) -> tuple[list[Sequence], StepLayout | None] | None: ...
+                    randoms: np.ndarray) -> Round | None:
+        """Up to `want` sequences from one uniform per candidate start step, in order; None: rate limited."""
+
+    @abc.abstractmethod
+    def _window_stats(self, table: str, length: int) -> WindowStats: ...
 
     @abc.abstractmethod
     def _wait(self, table: str, deadline: float, attempt: int) -> bool:
@@ -137,6 +193,15 @@ class ReplayStore(abc.ABC):
 
     @abc.abstractmethod
     def stats(self, table: str) -> TableStats: ...
+
+    def check_table(self, table: str) -> None:
+        """Raises before any work when the table's stored settings disagree with this config (Redis: capacity,
+        limiter, shard; the message names the config key); creates the table on first use."""
+        self.table_config(table)
+
+    @abc.abstractmethod
+    def table_layout(self, table: str) -> StepLayout | None:
+        """The step layout the table's chunks share; None while it has held none."""
 
     def close(self) -> None:
         pass
@@ -214,10 +279,11 @@ class ReplayStore(abc.ABC):
         deadline = self._deadline(timeout)
         sequences: list[Sequence] = []
         layout = None
-        empty_rounds = waits = 0
+        waits = found_total = examined_total = empty = 0
+        acceptance, check_after = 1.0, EMPTY_BEFORE_CHECK
         while len(sequences) < batch_size:
             want = batch_size - len(sequences)
-            randoms = self._rng.random(2 * (CANDIDATES_PER_SEQUENCE * want + 8))
+            randoms = self._rng.random(min(MAX_CANDIDATES, int(CANDIDATES_PER_SEQUENCE * want / acceptance) + 8))
             result = self._try_sample(table, want, length, recency, counted, randoms)
             if result is None:
                 waits += 1
@@ -226,12 +292,24 @@ class ReplayStore(abc.ABC):
                                       f"steps within {self._timeout(timeout)} s (too few steps stored, or "
                                       "inserts are behind the ratio)")
                 continue
-            found, layout = result
-            empty_rounds = 0 if found else empty_rounds + 1
-            if empty_rounds >= MAX_EMPTY_ROUNDS:
-                raise ReplayError(f"table {table!r}: found no run of {length} consecutive stored steps of one "
-                                  f"episode in {MAX_EMPTY_ROUNDS} rounds of draws; are episodes shorter than that?")
-            sequences += found
+            layout = result.layout or layout
+            sequences += result.sequences
+            self.candidates_drawn += result.examined
+            found_total += len(result.sequences)
+            examined_total += result.examined
+            acceptance = min(1.0, max(found_total, 1) / max(examined_total, 1))
+            empty = 0 if result.sequences else empty + result.examined
+            if empty >= check_after:
+                # Many draws and nothing: count exactly. No window at all is an error the user can act on;
+                # rare windows just need larger rounds.
+                stats = self._window_stats(table, length)
+                if stats.windows == 0:
+                    raise ReplayError(
+                        f"table {table!r} holds no run of {length} consecutive stored steps of one episode: the "
+                        f"longest is {stats.longest} steps ({stats.episodes} episodes, {stats.steps} steps in "
+                        f"{stats.chunks} chunks); sample at most {stats.longest} steps, or store longer episodes")
+                acceptance = min(acceptance, stats.windows / max(stats.steps, 1))
+                empty, check_after = 0, 4 * check_after
         return assemble(sequences, layout, length)
 
     def _timeout(self, timeout: float | None) -> float:

@@ -38,6 +38,18 @@ class Config:
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     dynamics: DynamicsSection = field(default_factory=DynamicsSection)
 
+    def __post_init__(self) -> None:
+        # Values that span sections, checked on load so that a run fails before it collects or reads anything.
+        tables = self.replay.tables.names()
+        table = self.data.ingest.table
+        if table not in tables:
+            raise ValueError(f"data.ingest.table = {table!r} is not a replay table (replay.tables has "
+                             f"{', '.join(map(repr, tables))})")
+        capacity = self.replay.tables.get(table).capacity_steps
+        if self.data.ingest.chunk_length > capacity:
+            raise ValueError(f"data.ingest.chunk_length = {self.data.ingest.chunk_length} is more than the table "
+                             f"holds (replay.tables.{table}.capacity_steps = {capacity})")
+
 
 def load(argv: list[str]) -> Config:
     """Parses `[--config PATH] [dotted.key=value ...]` into a validated Config."""

@@ -35,3 +35,10 @@ def test_exact_multiple_and_replaced_actions():
     other = np.full((128, 5), 1, np.int32)
     other[0] = -1
     assert list(split_into_chunks(episode, 64, actions=other))[0].actions.shape == (64, 5)
+
+
+def test_chunks_carry_the_action_bounds_of_the_space():
+    episode = make_episode(70)
+    chunks = list(split_into_chunks(episode, 64, action_classes=(200, 200)))
+    assert all(c.action_classes == (200, 200) for c in chunks)
+    assert chunks[0].layout.key() == "4x4x3a2c200,200"

@@ -2,14 +2,22 @@
 (the server the replay package starts in the run directory), twice, as a user re-running it would."""
 
 import io
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+import redis
+
 from system.data.config import DataConfig
-from system.data.episode_writer import ingest
+from system.data.episode_writer import ingest, is_complete
 from system.data.ingest import main, minerl_sources, resolve_action_space
 from system.envs.action_space import minecraft_action_space
 from system.replay import ReplayConfig, TableConfig, TablesConfig, make_store
@@ -55,6 +63,12 @@ def run_cli(args):
     out = io.StringIO()
     code = main(args, console=Console(file=out, width=200))
     return code, out.getvalue()
+
+
+def run_cli_flat(args):
+    """run_cli with the output's whitespace collapsed (the console wraps long messages)."""
+    code, text = run_cli(args)
+    return code, " ".join(text.split())
 
 
 @pytest.mark.redis
@@ -107,3 +121,119 @@ def test_command_line_errors(tmp_path):
     assert code == 2 and "data.ingest.bogus" in text
     code, text = run_cli(["crafter", "replay.backend=embedded", f"run_dir={tmp_path}"])
     assert code == 2 and "embedded" in text
+
+
+def test_help_exits_zero():
+    for args in (["--help"], ["-h"], ["minerl", "--help"]):
+        code, text = run_cli_flat(args)
+        assert code == 0 and "usage: python -m system.data.ingest" in text and "run_dir=" in text, args
+
+
+def test_roots_without_a_dataset_say_what_layout_was_expected_and_what_was_found(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for kind in ("minerl", "vpt"):
+        for extra in ([], ["--stats"]):
+            code, text = run_cli_flat([kind, str(empty), *extra, "replay.backend=embedded"])
+            assert code == 1 and "an empty directory" in text, (kind, extra, text)
+    code, text = run_cli_flat(["minerl", str(empty)])
+    assert "expected" in text and "<Env>/<stream>/" in text and "recording.mp4" in text
+
+    other = tmp_path / "other"
+    (other / "downloads").mkdir(parents=True)
+    (other / "notes.txt").write_text("x")
+    code, text = run_cli_flat(["minerl", str(other)])
+    assert code == 1 and "downloads/" in text and "notes.txt" in text and "MineRLTreechop-v0" in text
+    code, text = run_cli_flat(["vpt", str(other)])
+    assert code == 1 and "<name>.mp4" in text and "<name>.jsonl" in text and "notes.txt" in text
+
+    root = tmp_path / "minerl"
+    write_minerl_stream(root, "MineRLTreechop-v0", "v3_stream", steps=5)
+    code, text = run_cli_flat(["minerl", str(root / "MineRLTreechop-v0")])      # one level too deep
+    assert code == 1 and "one level too deep" in text and str(root) in text
+    code, text = run_cli_flat(["minerl", str(root / "MineRLTreechop-v0" / "v3_stream")])    # two levels
+    assert code == 1 and "two levels too deep" in text and str(root) in text
+    code, text = run_cli_flat(["vpt", str(root)])                             # MineRL data given to the VPT reader
+    assert code == 1 and "ingest minerl" in text
+
+    vpt = tmp_path / "vpt"
+    write_vpt_segment(vpt, "seg", [vpt_line(keys=("w",))] * 2)
+    (vpt / "seg.jsonl").unlink()
+    code, text = run_cli_flat(["vpt", str(vpt)])
+    assert code == 1 and "1 .mp4 without a .jsonl" in text and "seg.mp4" in text
+    code, text = run_cli_flat(["minerl", str(vpt)])
+    assert code == 1 and "seg.mp4" in text
+
+
+@pytest.mark.redis
+def test_the_table_is_checked_before_any_episode_is_read(tmp_path, need_redis):
+    run_dir = tmp_path / "run"
+    crafter = ["crafter", f"run_dir={run_dir}", "replay.backend=redis", "data.collect.episodes=1",
+               "data.collect.max_episode_steps=10"]
+    assert run_cli_flat(crafter)[0] == 0
+    code, text = run_cli_flat(crafter + ["replay.tables.real.capacity_steps=30000", "data.collect.episodes=2"])
+    assert code == 1 and "set replay.tables.real.capacity_steps = 100000" in text, text
+    assert "ingest ->" not in text, "the check comes before the work"
+
+    write_vpt_segment(tmp_path / "vpt", "seg", [vpt_line(keys=("w",))] * 3)
+    code, text = run_cli_flat(["vpt", str(tmp_path / "vpt"), f"run_dir={run_dir}", "replay.backend=redis"])
+    assert code == 1 and "ingest ->" not in text, text
+    assert "data.ingest.action_space" in text and "64x64x3a1c17" in text and "crafter" in text
+
+
+@pytest.mark.redis
+def test_trailing_video_frames_are_counted_in_the_ingest_stats(tmp_path, need_redis):
+    write_vpt_segment(tmp_path / "vpt", "seg", [vpt_line(keys=("w",))] * 3, frames=5)
+    code, text = run_cli(["vpt", str(tmp_path / "vpt"), f"run_dir={tmp_path / 'run'}", "replay.backend=redis"])
+    assert code == 0, text
+    assert re.search(r"trailing dropped", text) and re.search(r"│ vpt\s*│\s*1\s*│\s*3\s*│.*│\s*2\s*│", text), text
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stored_steps(run_dir: Path) -> int:
+    """Steps the run's local server holds now (0 while it is not up), read without starting anything."""
+    try:
+        conf = (run_dir / "redis" / "redis.conf").read_text()
+        password = (run_dir / "redis" / "password").read_text().strip()
+    except FileNotFoundError:
+        return 0
+    port = int(re.search(r"^port (\d+)$", conf, re.M).group(1))
+    client = redis.Redis(port=port, password=password, socket_timeout=1)
+    try:
+        return int(client.hget("d4:{real}:info", "inserted_steps") or 0)
+    except redis.ConnectionError:
+        return 0
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+@pytest.mark.timeout(120)
+def test_ctrl_c_during_ingest_says_interrupted_and_the_rerun_completes(tmp_path, need_redis):
+    run_dir = tmp_path / "run"
+    args = ["crafter", f"run_dir={run_dir}", "replay.backend=redis", "data.collect.episodes=8",
+            "data.collect.max_episode_steps=60", "data.ingest.chunk_length=16"]
+    # Its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the whole group.
+    process = subprocess.Popen([sys.executable, "-m", "system.data.ingest", *args], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while stored_steps(run_dir) == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "the ingest finished before it could be interrupted"
+        os.killpg(process.pid, signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out
+    assert "interrupted: run the same command again to finish" in " ".join(out.split()) and "Traceback" not in out
+    code, text = run_cli(args)
+    assert code == 0, text
+    assert re.search(r"episodes written\s*│\s*[1-8]\s*│", text)
+    with make_store(ReplayConfig(backend="redis"), run_dir) as store:
+        episodes = [f"crafter/random/seed0/ep{i:06d}" for i in range(8)]
+        assert all(is_complete(store, "real", e) for e in episodes)
+        assert store.stats("real").steps == sum(store.episode_steps("real", e) for e in episodes)

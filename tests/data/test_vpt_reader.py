@@ -149,3 +149,13 @@ def test_fields_of_the_wrong_type_name_the_line(tmp_path):
     (tmp_path / "seg.jsonl").write_text(json.dumps(worse) + "\n")
     with pytest.raises(DataError, match="line 1: "):
         parse_vpt_actions(tmp_path / "seg.jsonl")
+
+
+def test_trailing_frames_without_an_action_line_are_counted(tmp_path):
+    write_vpt_segment(tmp_path, "seg", [vpt_line(keys=("w",))] * 4, frames=7)  # 3 frames after the last line
+    (segment,), _ = find_vpt_segments(tmp_path)
+    episode = read_vpt_segment(segment)
+    assert len(episode) == 4
+    assert episode.metadata["video_frames"] == 7 and episode.metadata["trailing_frames"] == 3
+    info = describe_vpt_segment(segment)
+    assert (info.steps, info.video_frames, info.trailing_frames) == (4, 7, 3)

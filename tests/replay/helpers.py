@@ -21,7 +21,8 @@ def frame_value(episode_id: str, step) -> np.ndarray:
 
 
 def synthetic_chunk(episode_id: str, step_offset: int, length: int, terminal: bool = False,
-                    frame_shape=FRAME_SHAPE, task_id: int = -1) -> Chunk:
+                    frame_shape=FRAME_SHAPE, task_id: int = -1, action_classes=None) -> Chunk:
+    """action_classes=(1000, 1000) bounds the two action components (their values stay below 1000)."""
     steps = np.arange(step_offset, step_offset + length)
     frames = np.broadcast_to(frame_value(episode_id, steps).astype(np.uint8)[:, None, None, None],
                              (length, *frame_shape)).copy()
@@ -31,7 +32,8 @@ def synthetic_chunk(episode_id: str, step_offset: int, length: int, terminal: bo
         actions[0] = -1  # the first step of an episode has no action and no reward
     terminals = np.zeros(length, bool)
     terminals[-1] = terminal
-    return Chunk(frames, actions, rewards, terminals, episode_id, step_offset, task_id=task_id, is_last=terminal)
+    return Chunk(frames, actions, rewards, terminals, episode_id, step_offset, task_id=task_id, is_last=terminal,
+                 action_classes=action_classes)
 
 
 def check_batch_content(batch) -> None:

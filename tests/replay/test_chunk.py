@@ -1,6 +1,7 @@
 """Chunk validation and the byte codec: exact round trips, and clear errors for anything malformed."""
 
 import json
+import re
 import os
 import pickle
 import struct
@@ -114,7 +115,7 @@ def test_malformed_bytes_give_clear_errors():
         "truncated: 3 bytes": blob[:3],
         "truncated or corrupt header": blob[:20],
         "not a replay chunk": b"XXXX" + blob[4:],
-        "schema version 2": blob[:4] + b"\x02" + blob[5:],
+        "schema version 3": blob[:4] + b"\x03" + blob[5:],
         "payload has": blob[:-1],
         "header keys": _reencode(blob, lambda h: h.pop("task_id")),
         "header step_offset = '3' is not a int": _reencode(blob, lambda h: h.update(step_offset="3")),
@@ -143,3 +144,68 @@ def test_a_pickle_payload_is_rejected_and_never_executed(tmp_path):
     with pytest.raises(ChunkFormatError, match="not a replay chunk"):
         decode_chunk(payload)
     assert not marker.exists()
+
+
+def bounded_chunk(rng, classes=(2, 5, 121), length=6, step_offset=3) -> Chunk:
+    actions = np.stack([rng.integers(-1, n, length) for n in classes], 1).astype(np.int32)
+    return Chunk(frames=rng.integers(0, 256, (length, 4, 4, 3), dtype=np.uint8), actions=actions,
+                 rewards=rng.normal(size=length).astype(np.float32), terminals=np.zeros(length, bool),
+                 episode_id="ep", step_offset=step_offset, action_classes=classes)
+
+
+def test_action_bounds_travel_with_the_chunk_and_its_layout():
+    chunk = bounded_chunk(np.random.default_rng(6))
+    decoded = decode_chunk(encode_chunk(chunk))
+    assert_same(chunk, decoded)
+    assert decoded.action_classes == (2, 5, 121) and decoded.layout == chunk.layout
+    assert chunk.layout.key() == "4x4x3a3c2,5,121" and StepLayout.from_key(chunk.layout.key()) == chunk.layout
+    unbounded = StepLayout((4, 4, 3), 3)
+    assert unbounded.accepts(chunk.layout), "a table written before bounds existed takes bounded chunks"
+    assert not chunk.layout.accepts(unbounded) and not chunk.layout.accepts(StepLayout((4, 4, 3), 3, (2, 5, 120)))
+
+
+@pytest.mark.parametrize("classes, message", [
+    ((2, 5, 120), r"actions\[\d, 2\] = 120: component 2 has 120 classes"),
+    ((2, 5), r"action_classes \(2, 5\) has 2 entries, actions have 3 components"),
+    ((2, 0, 121), r"action_classes .* must be positive"),
+])
+def test_actions_outside_their_bounds_are_refused(classes, message):
+    chunk = bounded_chunk(np.random.default_rng(7))
+    chunk.actions[2, 2] = 120
+    fields = {name: getattr(chunk, name) for name in chunk.__dataclass_fields__}
+    fields["action_classes"] = classes
+    with pytest.raises(ChunkError, match=message):
+        Chunk(**fields)
+
+
+def test_version_1_chunks_without_bounds_still_decode():
+    chunk = random_chunk(np.random.default_rng(8))
+    blob = _reencode(encode_chunk(chunk), lambda h: h.pop("action_classes"))
+    old = blob[:4] + b"\x01" + blob[5:]
+    decoded = decode_chunk(old)
+    assert_same(chunk, decoded)
+    assert decoded.action_classes is None
+    with pytest.raises(ChunkFormatError, match="header keys"):
+        decode_chunk(blob)  # version 2 requires the key
+
+
+def test_step_records_are_checked_cheaply_against_the_layout():
+    chunk = bounded_chunk(np.random.default_rng(9))
+    layout = chunk.layout
+    assert layout.bad_records(chunk.records()) is None
+    corruptions = {
+        "action": (lambda r: r["action"].__setitem__((3, 1), 5), r"step 3: action component 1 = 5 outside \[-1, 5\)"),
+        "low": (lambda r: r["action"].__setitem__((0, 0), -2), r"step 0: action component 0 = -2 outside"),
+        "terminal": (lambda r: r["terminal"].__setitem__(4, 7), "step 4: terminal byte 7"),
+        "reward": (lambda r: r["reward"].__setitem__(2, np.inf), "step 2: reward inf"),
+    }
+    for name, (corrupt, message) in corruptions.items():
+        records = chunk.records()
+        corrupt(records)
+        reason = layout.bad_records(records)
+        assert reason is not None and re.search(message, reason), (name, reason)
+    records = chunk.records()
+    records["action"][1, 2] = 5000
+    assert StepLayout((4, 4, 3), 3).bad_records(records) is None, "without bounds only -1 is the floor"
+    records["action"][1, 2] = -7
+    assert StepLayout((4, 4, 3), 3).bad_records(records) is not None

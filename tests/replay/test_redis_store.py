@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import struct
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 import redis
 from tests.conftest import replay_config
 
-from system.replay import ChunkFormatError, EmbeddedStore, ReplayError, make_store
+from system.replay import ChunkFormatError, EmbeddedStore, NotAcknowledged, ReplayError, make_store
 from system.replay.redis_store import RedisStore, connect
 from system.replay.server import LocalRedisServer
 from tests.replay.helpers import check_batch_content, synthetic_chunk
@@ -65,8 +66,91 @@ def test_make_store_picks_the_backend(tmp_path, redis_server, monkeypatch):
 
 def test_clients_with_other_table_settings_are_refused(redis_server):
     redis_store(redis_server, capacity_steps=100).stats("real")
-    with pytest.raises(ReplayError, match="created with capacity_steps = 100, this config says 200"):
+    with pytest.raises(ReplayError, match=r"created with capacity_steps = 100, this config says 200: set "
+                                          r"replay.tables.real.capacity_steps = 100"):
         redis_store(redis_server, capacity_steps=200).stats("real")
+    with pytest.raises(ReplayError, match=r"set replay.tables.real.samples_per_insert = 0.0"):
+        redis_store(redis_server, capacity_steps=100, samples_per_insert=2.0).stats("real")
+
+
+BOUNDS = (1000, 1000)  # synthetic actions stay below 1000
+
+
+def test_same_length_foreign_bytes_are_skipped_never_returned(redis_server):
+    store = redis_store(redis_server, seed=11)
+    for episode in ("a", "b", "c", "d"):
+        for offset in range(0, 32, 8):
+            store.add("real", synthetic_chunk(episode, offset, 8, action_classes=BOUNDS))
+    client = redis_server.client()
+    record = synthetic_chunk("a", 8, 8, action_classes=BOUNDS).layout.record_size
+    frame = 8 * 8 * 3
+    def overwrite(seq, step, offset_in_record, raw: bytes):
+        key = f"d4:{{real}}:chunk:{seq}"
+        start = int(client.hget("d4:{real}:index", seq).split()[2])
+        client.setrange(key, start + step * record + offset_in_record, raw)
+    overwrite(1, 3, frame, struct.pack("<i", 1000))               # episode a, step 11: action 0 out of bounds
+    overwrite(5, 2, frame + 8, struct.pack("<f", float("nan")))    # episode b, step 10: reward NaN
+    overwrite(9, 4, frame + 12, b"\x07")                           # episode c, step 12: terminal byte 7
+    bad = {("a", 11), ("b", 10), ("c", 12)}
+    for _ in range(10):
+        batch = store.sample("real", 32, 4)
+        check_batch_content(batch)
+        assert not batch.terminals.any()
+        assert not {(str(e), int(s)) for e, steps in zip(batch.episode_ids, batch.steps) for s in steps} & bad
+    assert store.malformed_skipped > 0, "sequences through the foreign bytes were drawn, reported and skipped"
+
+
+def test_corrupted_bookkeeping_gives_a_replay_error_naming_the_key(redis_server):
+    store = redis_store(redis_server)
+    store.add("real", synthetic_chunk("ep", 0, 8))
+    client = redis_server.client()
+    client.hset("d4:{real}:info", "steps", "eight")
+    for call in (lambda: store.add("real", synthetic_chunk("ep", 8, 8)), lambda: store.sample("real", 1, 4),
+                 lambda: store.stats("real")):
+        with pytest.raises(ReplayError, match=r"d4:\{real\}:info: field 'steps' = 'eight' is not a number"):
+            call()
+    client.hset("d4:{real}:info", "steps", 8)
+    client.delete("d4:{real}:index")
+    client.set("d4:{real}:index", "not a hash")
+    with pytest.raises(ReplayError, match=r"d4:\{real\}:index: WRONGTYPE"):
+        store.sample("real", 1, 4)
+    client.delete("d4:{real}:info")
+    client.set("d4:{real}:info", "not a hash")
+    fresh = redis_store(redis_server)
+    with pytest.raises(ReplayError, match=r"d4:\{real\}:info: WRONGTYPE"):
+        fresh.stats("real")
+
+
+def test_evicting_a_chunk_with_a_malformed_index_entry_keeps_the_counters_right(redis_server):
+    store = redis_store(redis_server, capacity_steps=24)
+    for chunk in (synthetic_chunk("a", 0, 8), synthetic_chunk("a", 8, 8), synthetic_chunk("b", 0, 8)):
+        store.add("real", chunk)
+    client = redis_server.client()
+    client.hset("d4:{real}:index", "0", "garbage")
+    assert store.add("real", synthetic_chunk("b", 8, 8)).evicted_chunks == 1
+    stats = store.stats("real")
+    assert (stats.chunks, stats.steps, stats.evicted_chunks, stats.evicted_steps) == (3, 24, 1, 8)
+    assert client.exists("d4:{real}:chunk:0") == 0 and client.exists("d4:{real}:chunk:1") == 1
+    # The evicted chunk's episode entry could not be cleared (its index entry named no episode): it must not
+    # make the chunk look stored.
+    again = store.add("real", synthetic_chunk("a", 0, 8))
+    assert again.inserted and store.stats("real").steps == 24
+    check_batch_content(store.sample("real", 8, 8))
+
+
+def test_tables_written_before_positions_existed_get_them_on_first_use(redis_server):
+    store = redis_store(redis_server, seed=12, capacity_steps=40)
+    for i in range(6):
+        store.add("real", synthetic_chunk(f"e{i % 2}", 8 * (i // 2), 8))
+    client = redis_server.client()
+    client.delete("d4:{real}:pos")  # what a table from before this key existed looks like
+    client.hdel("d4:{real}:info", "positions")
+    old_client = redis_store(redis_server, seed=12, capacity_steps=40)
+    check_batch_content(old_client.sample("real", 16, 12))
+    old_client.add("real", synthetic_chunk("e0", 24, 8))
+    stats = old_client.stats("real")
+    assert (stats.chunks, stats.steps) == (5, 40)
+    assert client.zcard("d4:{real}:pos") == 5
 
 
 def test_foreign_values_raise_clear_errors_and_are_skipped_when_sampling(redis_server):
@@ -87,7 +171,7 @@ def test_foreign_values_raise_clear_errors_and_are_skipped_when_sampling(redis_s
     batch = store.sample("real", 64, 6)
     check_batch_content(batch)
     assert not any(e == "b" and 16 <= s[-1] and s[0] < 24 for e, s in zip(batch.episode_ids, batch.steps))
-    with pytest.raises(ChunkFormatError, match=r"d4:\{real\}:index: malformed index entry"):
+    with pytest.raises(ReplayError, match=r"d4:\{real\}:index: malformed index entry"):
         store.episode_chunks("real", "b")
     assert np.array_equal(store.get_chunk("real", "b", 0).frames, synthetic_chunk("b", 0, 8).frames)
     assert store.stats("real").steps == 64, "the store's own bookkeeping is untouched"
@@ -128,8 +212,8 @@ def test_no_acknowledged_chunk_is_lost_when_redis_is_killed(tmp_path):
                 acknowledged.append(chunk)
                 if len(acknowledged) == 40:
                     enough.set()
-        except redis.ConnectionError:
-            pass  # the server died under us
+        except NotAcknowledged:
+            pass  # the server died under us: the add in flight was not acknowledged
         finally:
             enough.set()
 

@@ -1,4 +1,6 @@
-"""Contract suite: every test runs against both backends (embedded, and a real redis-server)."""
+"""Contract suite: every test runs against every backend (embedded, a real redis-server, and a table sharded over
+three). A sharded table keeps FIFO order, capacity and the rate limiter per server (docs/replay.md), so the
+tests of those exact global orders skip it; sharded_store's own tests cover what holds there instead."""
 
 import threading
 
@@ -7,6 +9,11 @@ import pytest
 
 from system.replay import ChunkError, RateLimited, ReplayError
 from tests.replay.helpers import check_batch_content, synthetic_chunk
+
+
+def per_server_only(make_test_store, what: str) -> None:
+    if make_test_store.backend == "sharded":
+        pytest.skip(f"a sharded table keeps {what} per server (tests/replay/test_sharded_store.py)")
 
 
 def add_episode(store, episode_id, length, chunk_len=8, table="real", terminal=True):
@@ -64,8 +71,42 @@ def test_sequences_stay_inside_one_episode_and_hold_the_right_steps(make_test_st
         last_steps = np.array([lengths[e] - 1 for e in batch.episode_ids])
         assert (batch.terminals == (batch.steps == last_steps[:, None])).all(), "terminal exactly at episode ends"
     assert crossed_chunk_boundary
-    with pytest.raises(ReplayError, match="no run of 50 consecutive stored steps"):
+    with pytest.raises(ReplayError, match=r"holds no run of 50 consecutive stored steps of one episode: the longest "
+                                          r"is 45 steps \(3 episodes, 70 steps in 10 chunks\)"):
         store.sample("real", 2, 50)
+
+
+TINY = (1, 1, 1)  # 14-byte steps: long chunks stay small
+
+
+def servers(make_test_store) -> int:
+    """How many servers share the table (capacities are split between them)."""
+    return 3 if make_test_store.backend == "sharded" else 1
+
+
+def test_evicting_a_long_chunk_does_not_stall_sampling(make_test_store):
+    n = servers(make_test_store)
+    store = make_test_store(seed=8, capacity_steps=100_100 * n, max_chunk_bytes=2**22)
+    store.add("real", synthetic_chunk("long", 0, 100_000, frame_shape=TINY))
+    short = [synthetic_chunk(f"s{i}", 0, 2, frame_shape=TINY) for i in range(100 * n)]
+    store.add_many("real", short)
+    assert store.stats("real").evicted_chunks == 1, "the long chunk is gone, the bound it set must go with it"
+    batch = store.sample("real", 16, 2)
+    check_batch_content(batch)
+    assert all(str(e).startswith("s") for e in batch.episode_ids)
+
+
+def test_one_long_chunk_among_many_short_ones_is_sampled_efficiently(make_test_store):
+    store = make_test_store(seed=9, capacity_steps=10**6, max_chunk_bytes=2**22)
+    store.add("real", synthetic_chunk("long", 0, 200_000, frame_shape=TINY))
+    for start in range(0, 4000, 500):
+        store.add_many("real", [synthetic_chunk(f"s{i}", 0, 4, frame_shape=TINY) for i in range(start, start + 500)])
+    before = store.candidates_drawn
+    for _ in range(4):
+        check_batch_content(store.sample("real", 16, 4))
+    drawn = store.candidates_drawn - before
+    # About 80% of the stored steps start a window of 4 (all but 3 of the long chunk's, 1 of 4 of a short one's).
+    assert drawn <= 4 * 64, f"{drawn} candidates drawn for 64 sequences"
 
 
 def test_uniform_sampling_draws_every_window_equally_often(make_test_store):
@@ -89,6 +130,7 @@ def test_uniform_sampling_draws_every_window_equally_often(make_test_store):
 
 
 def test_recency_weighting_prefers_recent_chunks(make_test_store):
+    per_server_only(make_test_store, "recency (positions within each server)")
     store = make_test_store(seed=3)
     for i in range(50):
         store.add("real", synthetic_chunk(f"ep{i:02d}", 8, 8))
@@ -103,6 +145,7 @@ def test_recency_weighting_prefers_recent_chunks(make_test_store):
 
 
 def test_fifo_eviction_keeps_the_newest_chunks_within_capacity(make_test_store):
+    per_server_only(make_test_store, "FIFO order and capacity")
     store = make_test_store(capacity_steps=40)
     added = []
     evicted = 0
@@ -147,6 +190,7 @@ def test_start_contexts_do_not_count_towards_the_limiter(make_test_store):
 
 
 def test_rate_limiter_reports_and_is_shared_by_all_clients(make_test_store):
+    per_server_only(make_test_store, "the rate limiter's counters")
     # samples_per_insert 1, min size 16, buffer 64 (steps): inserts run ahead of samples by at most 80 steps.
     settings = dict(samples_per_insert=1.0, min_size_to_sample=16, error_buffer=64.0)
     actor, learner = make_test_store(**settings), make_test_store(**settings)
@@ -175,6 +219,7 @@ def test_rate_limiter_reports_and_is_shared_by_all_clients(make_test_store):
 
 
 def test_a_blocked_add_waits_until_a_sample_makes_room(make_test_store):
+    per_server_only(make_test_store, "the rate limiter's counters")
     settings = dict(samples_per_insert=1.0, min_size_to_sample=8, error_buffer=16.0)
     actor, learner = make_test_store(**settings), make_test_store(**settings)
     actor.add("real", synthetic_chunk("ep", 0, 8))
@@ -192,7 +237,7 @@ def test_a_blocked_add_waits_until_a_sample_makes_room(make_test_store):
 
 
 def test_bad_input_is_refused_and_leaves_the_store_intact(make_test_store):
-    store = make_test_store(capacity_steps=200, max_chunk_bytes=80 * 205)  # 205-byte steps: 80 fit
+    store = make_test_store(capacity_steps=200 * servers(make_test_store), max_chunk_bytes=80 * 205)  # 80 steps fit
     good = synthetic_chunk("ep", 0, 8)
     store.add("real", good)
     before = store.stats("real")
@@ -212,6 +257,7 @@ def test_bad_input_is_refused_and_leaves_the_store_intact(make_test_store):
 
 
 def test_add_many_commits_each_chunk_on_its_own(make_test_store):
+    per_server_only(make_test_store, "FIFO order and capacity")
     store = make_test_store(capacity_steps=24)
     store.add("real", synthetic_chunk("a", 0, 8))
     results = store.add_many("real", [synthetic_chunk("a", 0, 8), synthetic_chunk("a", 8, 8),

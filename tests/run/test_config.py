@@ -1,0 +1,19 @@
+"""The assembled schema: values that span sections are checked on load, before any work, naming the key."""
+
+import pytest
+
+from system.run.config import load
+from system.run.typed_config import ConfigError
+
+
+def test_the_ingest_table_must_be_a_configured_replay_table():
+    with pytest.raises(ConfigError, match=r"data.ingest.table = 'bogus'.*replay.tables.*'real', 'imagined'"):
+        load(["data.ingest.table=bogus"])
+    assert load(["data.ingest.table=imagined"]).data.ingest.table == "imagined"
+
+
+def test_replay_capacities_are_checked_on_load():
+    with pytest.raises(ConfigError, match=r"replay.tables.real.*capacity_steps = 0"):
+        load(["replay.tables.real.capacity_steps=0"])
+    with pytest.raises(ConfigError, match=r"data.ingest.chunk_length = 200.*replay.tables.real.capacity_steps = 100"):
+        load(["replay.tables.real.capacity_steps=100", "data.ingest.chunk_length=200"])
