@@ -10,7 +10,7 @@ from system.run.typed_config import load_config
 
 TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wandb=disabled",
         "logging.log_every=2", "data.collect.episodes=2", "data.collect.max_episode_steps=20",
-        "tokenizer.train.steps=4", "tokenizer.train.batch_size=2", "tokenizer.train.seq_len=2",
+        "tokenizer.train.steps=4", "tokenizer.train.batch_size=2", "tokenizer.train.seq_len=3",
         "tokenizer.checkpoint_every=2", "dynamics.train.steps=4", "dynamics.checkpoint_every=2",
         "dynamics.model.transformer.context=4", "dynamics.train.schedule.batch_size=2",
         "dynamics.train.schedule.short_length=4", "dynamics.train.schedule.long_length=6",

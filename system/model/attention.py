@@ -61,27 +61,45 @@ def dense_attention(
 
 
 _compiled_flex: Callable | None = None
+# Distinct compiled kernels one process may hold: one per (sequence length, heads, head dim, mask), since the
+# batch of sequences is a dynamic dimension. Past it compiling stops with an error instead of torch's default
+# of silently running the slow uncompiled kernel from the 9th shape on.
+FLEX_RECOMPILE_LIMIT = 32
 
 
 def flex_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask, softcap: float, compiled: bool
 ) -> torch.Tensor:
-    """FlexAttention kernel: block_mask from `block_mask_for`, soft-cap as a score modification."""
+    """FlexAttention kernel: block_mask from `block_mask_for`, soft-cap as a score modification.
+
+    q, k, v are made contiguous first: inductor's flex kernel on CPU computed wrong values (errors of 0.3) from
+    the strided K/V views `project` returns, also when flex runs inside a larger compiled graph.
+    Compiled, the batch dimension N is dynamic: a training run feeds many batch sizes (short and long batches,
+    single images, bootstrap rows), which would otherwise each compile a kernel and soon pass the limit."""
     from torch.nn.attention.flex_attention import flex_attention as flex
 
     global _compiled_flex
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    # Inside a graph that is being compiled already (a compiled frame step), flex is traced into that graph.
+    compiled = compiled and not torch.compiler.is_compiling()
     fn = flex
     if compiled:
         if _compiled_flex is None:
             _compiled_flex = torch.compile(flex, dynamic=False)
         fn = _compiled_flex
+        for x in (q, k, v):
+            if x.shape[0] > 1:  # torch specialises sizes 0 and 1; a batch of one gets its own kernel
+                torch._dynamo.mark_dynamic(x, 0)
     score_mod = None
     if softcap > 0:
 
         def score_mod(score, b, h, q_idx, kv_idx):
             return softcap * torch.tanh(score / softcap)
 
-    return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=q.shape[1] != k.shape[1])
+    if not compiled:
+        return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=q.shape[1] != k.shape[1])
+    with torch._dynamo.config.patch(recompile_limit=FLEX_RECOMPILE_LIMIT, fail_on_recompile_limit_hit=True):
+        return fn(q, k, v, score_mod=score_mod, block_mask=block_mask, enable_gqa=q.shape[1] != k.shape[1])
 
 
 _block_masks: dict = {}

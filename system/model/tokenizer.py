@@ -10,7 +10,10 @@ The latent outputs go through a linear projection to D_b channels and tanh: the 
 Decoder frame tokens: [latents x N_b | readouts x N_p]. The bottleneck is projected back to model width;
 latents read only latents, readout queries read everything and are projected to pixel patches.
 Both transformers are block-causal: frame t is encoded and decoded from frames <= t only, so frames can be
-decoded one at a time during interactive generation.
+decoded one at a time during interactive generation. Temporal layers see a sliding window of `context` frames,
+so the latents of frame t depend on a fixed number of frames (`latent_receptive_field`) whatever the length of
+the window encoded: a tokenizer trained on windows at least that long (`temporal_receptive_field`, checked by
+the tokenizer config section) gives the dynamics model latents that never drift with the encoding window.
 
 Frames are zero-padded at the bottom/right to a multiple of the patch size (the paper pads 360x640 to
 384x640); the padding is cropped off the reconstruction. Masked autoencoding: during training each image
@@ -31,7 +34,9 @@ from system.model.transformer import BlockCausalTransformer, TransformerConfig
 
 
 def _small_transformer() -> TransformerConfig:
-    return TransformerConfig(dim=256, depth=8, num_heads=4, num_kv_heads=1, temporal_every=4)
+    # context: frames a temporal layer of the tokenizer sees (paper: not given). Short, so training windows
+    # can cover the whole temporal receptive field (see latent_receptive_field).
+    return TransformerConfig(dim=256, depth=8, num_heads=4, num_kv_heads=1, temporal_every=4, context=2)
 
 
 @dataclass
@@ -67,6 +72,19 @@ class TokenizerConfig:
     @property
     def patch_pixels(self) -> int:
         return self.patch_size * self.patch_size * self.channels
+
+    @property
+    def latent_receptive_field(self) -> int:
+        """Frames (its own included) the latents of a frame depend on: each temporal layer of the encoder
+        reaches context - 1 frames further back."""
+        enc = self.encoder
+        return enc.num_temporal_layers * (enc.context - 1) + 1
+
+    @property
+    def temporal_receptive_field(self) -> int:
+        """Frames a reconstructed frame depends on, through the encoder and then the decoder."""
+        dec = self.decoder
+        return self.latent_receptive_field + dec.num_temporal_layers * (dec.context - 1)
 
 
 def encoder_layout(cfg: TokenizerConfig) -> TokenLayout:

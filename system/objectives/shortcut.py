@@ -12,18 +12,20 @@ Sampling (diffusion forcing: every frame gets its own (tau, d)):
 - Which rows bootstrap [impl convention, as in public reimplementations]: the first round(bootstrap_fraction
   * B) rows of a batch (rows are random samples already) are bootstrap rows once `step >= bootstrap_warmup`;
   all other rows use d = d_min. Choice "per sequence vs per frame d": the KIND of row (flow or bootstrap) is
-  per sequence, while d itself is drawn per frame inside a bootstrap row (uniform over the log2 K_max sizes
-  above d_min) and tau per frame on that frame's grid. Per-sequence row kinds let the two extra no-grad passes
-  of the bootstrap target run on the bootstrap rows only (0.5x extra compute at 25%, instead of 2x).
+  per sequence, while d itself is drawn per frame inside a bootstrap row, uniform over all log2 K_max + 1
+  sizes d_min included, and tau per frame on that frame's grid. Per-sequence row kinds let the two extra
+  no-grad passes of the bootstrap target run on the bootstrap rows only (0.5x extra compute at 25%, instead
+  of 2x). Frames at d_min inside a bootstrap row are what generation feeds next to the frame it steps (context
+  at d_min, the current frame at d = 1/K): they take the flow loss and stay put in the half-step passes.
 Loss per frame, weighted by the ramp w(tau) = 0.9 tau + 0.1 (Eq. 8) and averaged over all frames:
 - d = d_min (flow): ||z1_hat - z1||^2 (mean over latent elements).
 - d > d_min (bootstrap, Eq. 7): (1 - tau)^2 ||(z1_hat - z~)/(1 - tau) - sg(b' + b'')/2||^2 with the two
   half-step velocities of the model itself (no grad):
       b'  = (f(z~, tau, d/2) - z~) / (1 - tau),           z' = z~ + b' d/2
       b'' = (f(z', tau + d/2, d/2) - z') / (1 - tau - d/2)
-  In the half-step passes every frame of a bootstrap row takes its own half step at once (context frames
-  included), so frame t's second pass sees context frames at tau_s + d_s/2: the simplest consistent reading
-  of Eq. 7 under diffusion forcing.
+  In the half-step passes every frame of a bootstrap row with d > d_min takes its own half step at once,
+  while its frames at d_min are held at (z~, tau, d_min), so frame t's second pass sees those context frames
+  as generation shows them: the simplest consistent reading of Eq. 7 under diffusion forcing.
 """
 
 from __future__ import annotations
@@ -68,14 +70,15 @@ def sample_signal(batch: int, frames: int, k_max: int, bootstrap_rows: int = 0,
     """Per-frame (tau, d), each (B, T) float32, exactly on the grid.
 
     Rows >= bootstrap_rows: d = 1/K_max. Rows < bootstrap_rows: d = 2^-e per frame, e uniform in
-    {0, ..., log2 K_max - 1} (never d_min). Every tau is i * d with i uniform in {0, ..., 1/d - 1}.
+    {0, ..., log2 K_max} (d_min included, so a row mixes stepping frames with d_min frames, as generation
+    does). Every tau is i * d with i uniform in {0, ..., 1/d - 1}.
     Powers of two and their multiples below 1 are exact in float32, so tau / d is an exact integer."""
     levels = int(math.log2(k_max))
     if 2 ** levels != k_max:
         raise ValueError(f"k_max must be a power of two, got {k_max}")
     exponent = torch.full((batch, frames), levels, dtype=torch.long, device=device)
     if bootstrap_rows and levels > 0:
-        exponent[:bootstrap_rows] = torch.randint(0, levels, (bootstrap_rows, frames), generator=generator,
+        exponent[:bootstrap_rows] = torch.randint(0, levels + 1, (bootstrap_rows, frames), generator=generator,
                                                   device=device)
     steps = torch.pow(2, exponent)                                    # 1/d, int
     u = torch.rand(batch, frames, generator=generator, device=device)
@@ -90,11 +93,13 @@ def bootstrap_target(model, z_noisy: torch.Tensor, tau: torch.Tensor, d: torch.T
     """sg(b' + b'')/2: the mean of the model's two half-step VELOCITIES (Eq. 7), shape of z_noisy.
 
     Not the mean of two x-predictions: each prediction is first turned into the velocity from its own input
-    point, (z1_hat - z) / (1 - tau)."""
-    half = d / 2
+    point, (z1_hat - z) / (1 - tau). Frames at d = d_min (the finest step, which has no half) are held at
+    (z~, tau, d_min) in both passes, like context frames in generation; their entries are not a target."""
+    held = d <= 1.0 / model.k_max
+    half = torch.where(held, d, d / 2)
     b1 = (model(z_noisy, tau, half, actions, task).z1 - z_noisy) / (1 - tau)[..., None, None]
-    z_mid = z_noisy + b1 * half[..., None, None]
-    tau_mid = tau + half
+    z_mid = torch.where(held[..., None, None], z_noisy, z_noisy + b1 * half[..., None, None])
+    tau_mid = torch.where(held, tau, tau + half)
     b2 = (model(z_mid, tau_mid, half, actions, task).z1 - z_mid) / (1 - tau_mid)[..., None, None]
     return (b1 + b2) / 2
 
@@ -131,9 +136,10 @@ def shortcut_loss(model, z1: torch.Tensor, actions: torch.Tensor | None, cfg: Sh
         one_minus = (1 - tau[rows])[..., None, None]
         velocity = (pred[rows] - z_noisy[rows]) / one_minus
         boot = ((1 - tau[rows]) ** 2) * (velocity - target).square().mean(dim=(-2, -1))  # (n_boot, T)
-        per_frame = torch.cat([boot, per_frame[n_boot:]], dim=0)
-        is_boot[rows] = True
-        boot_err = boot.detach().mean()
+        stepping = d[rows] > 1.0 / model.k_max                             # d_min frames keep the flow term
+        per_frame = torch.cat([torch.where(stepping, boot, per_frame[rows]), per_frame[n_boot:]], dim=0)
+        is_boot[rows] = stepping
+        boot_err = (boot.detach() * stepping).sum() / stepping.sum().clamp_min(1)
     loss = (weight * per_frame).mean()
 
     with torch.no_grad():

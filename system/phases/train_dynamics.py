@@ -5,7 +5,8 @@
 In:  replay table cfg.data.ingest.table; a trained, frozen tokenizer; held_out = (frames (N, T, H, W, 3) uint8,
      actions (N, T, A) int32) from worlds the model never trains on, T >= eval_context + eval_horizon.
 Each step samples the batch schedule's (B, T) sequences from replay, encodes them with the frozen tokenizer
-(no gradient), packs the latents and takes one shortcut-forcing step (system/training/dynamics_trainer.py).
+(no gradient; the rows that become single images frame by frame), packs the latents and takes one
+shortcut-forcing step (system/training/dynamics_trainer.py).
 Out: checkpoints/dynamics.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metric lines of phase
      "dynamics" and "dynamics_eval" (open-loop PSNR of imagined frames against copying the last context
      frame), videos/dynamics_open_loop.png and .mp4 (per held-out clip: the real future above the imagined one).
@@ -26,7 +27,7 @@ from system.phases.frames import frames_to_float
 from system.run.media import write_grid, write_video
 from system.run.progress import progress
 from system.run.typed_config import to_dict
-from system.training.batch_schedule import BatchSchedule
+from system.training.batch_schedule import BatchSchedule, encode_batch
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.config import DynamicsSection
 from system.training.dynamics_trainer import DynamicsTrainer
@@ -54,8 +55,7 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
     for step in bar:
         spec = schedule.spec(step)
         batch = store.sample(table, spec.batch, spec.length)
-        with torch.no_grad():
-            z1 = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
+        z1 = model.pack(encode_batch(tokenizer, frames_to_float(batch.frames, device), spec.images))
         actions = torch.from_numpy(batch.actions).to(device).long()
         metrics = trainer.train_step(z1, actions, spec.images)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")

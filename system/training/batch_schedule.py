@@ -2,6 +2,7 @@
 
     schedule = BatchSchedule(BatchScheduleConfig(batch_size=16, short_length=64, long_length=256))
     spec = schedule.spec(step)                          # BatchSpec(batch, length, images), fixed per step
+    z = encode_batch(tokenizer, frames, spec.images)   # the image rows' frames encoded one by one
     (z_seq, a_seq), (z_img, a_img) = split_images(z, actions, spec.images)
 
 - Alternating lengths: most batches are short (T1 = 64), every `long_every`-th batch is long (T2 = 256); the
@@ -12,7 +13,9 @@
   choice of the two readings: such a sequence of T frames becomes T independent sequences of length 1 (T = 1),
   so each of its frames is generated from no context at all. Their action labels are dropped (-1 / NaN): the
   action that led to a frame means nothing without the frame before it, and generation from no context feeds
-  the no-action embedding for frame 0 too (step 0's action is -1 by the shared step convention).
+  the no-action embedding for frame 0 too (step 0's action is -1 by the shared step convention). Their latents
+  are those of the frame encoded alone (`encode_batch`), as the tokenizer encodes a start frame, not latents
+  encoded with the temporal context of the sequence they were cut from.
 The paper warns that the (long) batch length must exceed the context length C of the model (Minecraft: T2 = 256
 > C = 192), or the model overfits to seeing a start frame at the beginning of its context; `check_context`.
 """
@@ -95,3 +98,17 @@ def split_images(z: torch.Tensor, actions: torch.Tensor | None, images: int):
         a_img = no_action_like(actions[:images].reshape(images * t, 1, *actions.shape[2:]))
         a_seq = actions[images:]
     return (z[images:], a_seq), (z_img, a_img)
+
+
+@torch.no_grad()
+def encode_batch(tokenizer, frames: torch.Tensor, images: int) -> torch.Tensor:
+    """Frames (B, T, H, W, 3) -> latents (B, T, N_b, D_b). Rows `images`.. are encoded as sequences; the first
+    `images` rows, which become single images, frame by frame (each as a one-frame sequence)."""
+    b, t = frames.shape[:2]
+    parts = []
+    if images:
+        alone = tokenizer.encode(frames[:images].reshape(images * t, 1, *frames.shape[2:]))
+        parts.append(alone.reshape(images, t, *alone.shape[2:]))
+    if images < b:
+        parts.append(tokenizer.encode(frames[images:]))
+    return torch.cat(parts, 0)

@@ -24,6 +24,16 @@ class TokenizerSection:
     train: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
     checkpoint_every: int = 1000
 
+    def __post_init__(self) -> None:
+        # Training windows must cover every frame a reconstruction reads: the dynamics encodes windows of 64
+        # to 256 frames, and a frame that sees more past than any training frame saw gets drifted latents.
+        needed = self.model.temporal_receptive_field
+        if self.train.seq_len < needed:
+            raise ValueError(f"tokenizer.train.seq_len = {self.train.seq_len} is shorter than the tokenizer's "
+                             f"temporal receptive field of {needed} frames (temporal layers x (context - 1) + 1, "
+                             "encoder and decoder): raise tokenizer.train.seq_len or lower "
+                             "tokenizer.model.encoder.context / decoder.context")
+
 
 @dataclass
 class DynamicsSection:

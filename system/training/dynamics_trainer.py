@@ -103,20 +103,24 @@ class DynamicsTrainer:
 
 
 def sample_windows(episodes_z: list[torch.Tensor], episodes_a: list[torch.Tensor] | None, batch: int,
-                   length: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+                   length: int, generator: torch.Generator, episodes_single_z: list[torch.Tensor] | None = None,
+                   images: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
     """B random windows of `length` consecutive steps, never crossing an episode boundary.
 
     episodes_z: (T_i, N_z, D_z) per episode; episodes_a: (T_i, A) per episode (step convention: row t holds
-    the action that led to frame t). Returns z (B, L, N_z, D_z), actions (B, L, A) or None."""
+    the action that led to frame t). episodes_single_z: the same episodes' frames encoded one by one; the
+    first `images` windows (those that become single images) are taken from them. Returns z (B, L, N_z, D_z),
+    actions (B, L, A) or None."""
     long_enough = [i for i, z in enumerate(episodes_z) if z.shape[0] >= length]
     if not long_enough:
         raise ValueError(f"no episode has {length} steps (longest: {max(z.shape[0] for z in episodes_z)})")
     picks = torch.randint(len(long_enough), (batch,), generator=generator).tolist()
     zs, acts = [], []
-    for p in picks:
+    for row, p in enumerate(picks):
         i = long_enough[p]
         start = int(torch.randint(episodes_z[i].shape[0] - length + 1, (1,), generator=generator))
-        zs.append(episodes_z[i][start:start + length])
+        source = episodes_single_z if episodes_single_z is not None and row < images else episodes_z
+        zs.append(source[i][start:start + length])
         if episodes_a is not None:
             acts.append(episodes_a[i][start:start + length])
     return torch.stack(zs), (torch.stack(acts) if episodes_a is not None else None)
@@ -124,8 +128,10 @@ def sample_windows(episodes_z: list[torch.Tensor], episodes_a: list[torch.Tensor
 
 def train_dynamics(model, episodes_z: list[torch.Tensor], episodes_a: list[torch.Tensor] | None,
                    cfg: DynamicsTrainConfig, steps: int | None = None, seed: int = 0,
-                   log=print) -> list[dict[str, float]]:
-    """Trains `model` on in-memory episodes with the batch schedule; logs a line every cfg.log_every steps."""
+                   log=print, episodes_single_z: list[torch.Tensor] | None = None) -> list[dict[str, float]]:
+    """Trains `model` on in-memory episodes with the batch schedule; logs a line every cfg.log_every steps.
+    episodes_single_z (the frames encoded one by one) give the single-image rows their latents; without them
+    those rows use the in-sequence latents."""
     steps = cfg.steps if steps is None else steps
     cfg = dataclasses.replace(cfg, steps=steps)  # the learning-rate schedule spans this run
     trainer = DynamicsTrainer(model, cfg, seed)
@@ -135,7 +141,8 @@ def train_dynamics(model, episodes_z: list[torch.Tensor], episodes_a: list[torch
     history, start = [], time.time()
     for step in range(steps):
         spec = schedule.spec(step)
-        z, a = sample_windows(episodes_z, episodes_a, spec.batch, spec.length, data_gen)
+        z, a = sample_windows(episodes_z, episodes_a, spec.batch, spec.length, data_gen, episodes_single_z,
+                              spec.images)
         metrics = trainer.train_step(z.to(device), a.to(device) if a is not None else None, spec.images)
         history.append(metrics)
         if log and (step + 1) % cfg.log_every == 0:

@@ -28,10 +28,10 @@ TOY_SPACE = Space("toy", (Component("forward", "binary", 2), Component("jump", "
 
 
 def tiny_config(context: int = 8, k_max: int = 16, dim: int = 32, depth: int = 4, agent_tokens: int = 1,
-                **kwargs) -> DynamicsConfig:
+                attention: str = "dense", **kwargs) -> DynamicsConfig:
     return DynamicsConfig(
         transformer=TransformerConfig(dim=dim, depth=depth, num_heads=4, num_kv_heads=2, temporal_every=2,
-                                      context=context, attention="dense"),
+                                      context=context, attention=attention),
         latent_tokens=8, latent_dim=4, packed_tokens=4, registers=2, action_tokens=1, agent_tokens=agent_tokens,
         num_tasks=3, k_max=k_max, **kwargs)
 

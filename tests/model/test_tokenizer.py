@@ -112,3 +112,21 @@ def test_wrong_frames_give_clear_errors():
         tok.encode(torch.zeros(1, 1, 16, 24, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="decode expects"):
         tok.decode(torch.zeros(1, 1, 5, 3))
+
+
+def test_latents_do_not_depend_on_the_length_of_the_window_encoded():
+    """Frame t's latents depend on its latent_receptive_field frames only: encoded inside a 12-frame window or
+    in the window of just those frames, they are the same (the dynamics encodes long windows)."""
+    net = TransformerConfig(dim=32, depth=4, num_heads=4, num_kv_heads=2, temporal_every=2, context=2,
+                            attention="dense")
+    cfg = TokenizerConfig(image_size=(16, 24), patch_size=8, num_latents=4, latent_dim=3, encoder=net, decoder=net)
+    tok = Tokenizer(cfg).eval()
+    field = cfg.latent_receptive_field
+    assert field == 3
+    frames = torch.rand(1, 12, 16, 24, 3)
+    with torch.no_grad():
+        long = tok.encode(frames)
+        for t in range(field - 1, 12):
+            short = tok.encode(frames[:, t - field + 1:t + 1])
+            torch.testing.assert_close(long[:, t], short[:, -1], atol=1e-5, rtol=1e-5)
+        assert (long[:, 5] - tok.encode(frames[:, 4:6])[:, -1]).abs().max() > 1e-4  # a shorter window differs

@@ -43,10 +43,9 @@ def test_tau_is_always_on_the_grid_of_its_step_size():
     steps = tau / d
     assert torch.equal(steps, steps.round())          # tau = i * d exactly
     assert (tau >= 0).all() and (tau <= 1 - d).all()  # i in {0, ..., 1/d - 1}: tau = 1 never sampled
-    # flow rows use d_min; bootstrap rows never do and cover every larger step size
+    # flow rows use d_min; bootstrap rows draw every step size per frame, d_min included
     assert (d[64:] == 1 / k_max).all()
-    assert (d[:64] > 1 / k_max).all()
-    assert set(levels[:64].unique().tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0}
+    assert set(levels[:64].unique().tolist()) == {0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0}
     # tau is uniform over the grid: flow rows hit all 64 levels, with no level over- or under-represented
     counts = torch.bincount((tau[64:] * k_max).long().flatten(), minlength=k_max).float()
     assert counts.min() > 0.5 * counts.mean() and counts.max() < 1.5 * counts.mean()
@@ -86,6 +85,32 @@ def test_bootstrap_target_is_the_mean_of_two_half_step_velocities():
     assert target.item() == pytest.approx(3.6)
     (tau1, d1), (tau2, d2) = model.calls
     assert (tau1.item(), d1.item(), tau2.item(), d2.item()) == (0.5, 0.25, 0.75, 0.25)
+
+
+def test_training_rows_hold_what_a_k4_rollout_feeds():
+    """Generation feeds the frame it steps at d = 1/4 next to context frames at d_min. Bootstrap rows mix the
+    two per frame, so that combination is trained: most bootstrap rows of 16 frames hold both."""
+    tau, d = sample_signal(64, 16, 64, bootstrap_rows=64, generator=torch.Generator().manual_seed(2))
+    both = ((d == 1 / 64).any(1) & (d == 1 / 4).any(1)).float().mean()
+    assert both > 0.8, both
+
+
+def test_d_min_frames_of_a_bootstrap_row_are_held_like_generation_context():
+    """Frame 0 (d = d_min) stays at (z~, tau, d_min) in both half-step passes while frame 1 (d = 1/2) steps;
+    frame 0 then takes the flow loss, frame 1 the bootstrap loss."""
+    # frame 1 as in test_bootstrap_target_is_the_mean_of_two_half_step_velocities: target 3.6
+    model = StandIn({(0.25, 1 / 64): -0.3, (0.5, 0.25): 1.0, (0.75, 0.25): 2.0, (0.5, 0.5): 0.9})
+    z1 = torch.tensor([0.5, 0.6]).view(1, 2, 1, 1)
+    z0 = torch.tensor([0.0, -0.2]).view(1, 2, 1, 1)
+    tau, d = torch.tensor([[0.25, 0.5]]), torch.tensor([[1 / 64, 0.5]])
+    cfg = ShortcutConfig(bootstrap_fraction=1.0, bootstrap_warmup=0)
+    loss, metrics = shortcut_loss(model, z1, None, cfg, step=0, noise=z0, signal=(tau, d))
+    _, (tau1, d1), (tau2, d2) = model.calls        # the prediction, then the two half-step passes
+    assert (tau1[0, 0].item(), d1[0, 0].item(), tau2[0, 0].item(), d2[0, 0].item()) == (0.25, 1 / 64, 0.25, 1 / 64)
+    assert (tau1[0, 1].item(), d1[0, 1].item(), tau2[0, 1].item(), d2[0, 1].item()) == (0.5, 0.25, 0.75, 0.25)
+    # frame 0: w(1/4) (-0.3 - 0.5)^2 = 0.208; frame 1: w(1/2) (1/2)^2 (1.4 - 3.6)^2 = 0.6655; mean 0.43675
+    assert loss.item() == pytest.approx(0.43675, abs=1e-6)
+    assert metrics["bootstrap_mse"].item() == pytest.approx(0.25 * 4.84, abs=1e-6)
 
 
 def test_shortcut_loss_by_hand():

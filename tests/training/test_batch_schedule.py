@@ -33,3 +33,24 @@ def test_single_images_become_independent_length_one_sequences_without_actions()
     assert (a_img == -1).all()
     (z_seq, _), (z_img, a_img) = split_images(z, None, images=0)
     assert z_seq.shape[0] == 4 and z_img.shape[0] == 0 and a_img is None
+
+
+def test_single_image_rows_get_the_latents_of_their_frame_encoded_alone():
+    """A start frame is encoded with no temporal context at generation; the image rows train on exactly that."""
+    from system.model.tokenizer import Tokenizer, TokenizerConfig
+    from system.model.transformer import TransformerConfig
+    from system.training.batch_schedule import encode_batch
+
+    net = TransformerConfig(dim=32, depth=2, num_heads=4, num_kv_heads=2, temporal_every=2, context=2,
+                            attention="dense")
+    tok = Tokenizer(TokenizerConfig(image_size=(16, 16), patch_size=8, num_latents=4, latent_dim=3, encoder=net,
+                                    decoder=net)).eval()
+    frames = torch.rand(3, 4, 16, 16, 3)
+    z = encode_batch(tok, frames, images=2)
+    assert z.shape == (3, 4, 4, 3)
+    with torch.no_grad():
+        for row in range(2):
+            for t in range(4):
+                torch.testing.assert_close(z[row, t], tok.encode(frames[row:row + 1, t:t + 1])[0, 0])
+        torch.testing.assert_close(z[2:], tok.encode(frames[2:]))
+        assert (z[0, 1:] - tok.encode(frames[:1])[0, 1:]).abs().max() > 1e-4   # in-sequence latents differ
