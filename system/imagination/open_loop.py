@@ -5,6 +5,7 @@
     result.z          (N, H, N_z, D_z) generated packed latents; result.true_z the real ones
     pixel_mse_per_step(result.imagined, frames[:, context:])  -> (H,)
     psnr_db(mse)                                              -> PSNR in dB of an MSE
+    figures, result = open_loop_figures(tokenizer, dynamics, frames, actions, context, ks=(4, 64))
 
 frames (N, C + H, h, w, 3) float in [0, 1], actions (N, C + H, A) int (step convention: row t holds the action
 that produced frame t). The first C frames are encoded and used as context; the next H frames are generated one
@@ -20,6 +21,7 @@ from typing import NamedTuple
 import torch
 
 from system.imagination.generation import GenerationConfig, RolloutNoise, draw_noise, rollout
+from system.objectives.image_metrics import retrieval_accuracy
 
 
 class OpenLoopResult(NamedTuple):
@@ -65,3 +67,44 @@ def pixel_mse_per_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def psnr_db(mse: torch.Tensor) -> torch.Tensor:
     """PSNR of an (averaged) MSE; averaging MSE before the log keeps unchanged frames from dominating."""
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+@torch.no_grad()
+def open_loop_figures(tokenizer, dynamics, frames: torch.Tensor, actions: torch.Tensor, context: int,
+                      ks: tuple[int, ...] = (4, 64), context_noise: float = 0.1,
+                      generator: torch.Generator | None = None) -> tuple[dict[str, float], OpenLoopResult]:
+    """The world model's open-loop report on (N, C + H) real clips, N >= 2, and the first K's result.
+
+    Every figure uses the same noise; pixel PSNRs come from the MSE pooled over clips and horizon (psnr_db).
+    - open_loop_psnr_k{K}, open_loop_latent_mse_k{K}: the real actions, K sampling steps per frame;
+    - shuffled_actions_psnr (first K): each clip driven by the next clip's actions (the same action statistics,
+      the wrong ones): what the player's moves add;
+    - copy_last_psnr / copy_last_latent_mse: the last context frame held for the whole horizon;
+    - retrieval_last (first K): share of clips whose last imagined frame is nearest to its own real last frame
+      among all clips' (chance 1 / N); retrieval_last_copy: the same for the held context frame.
+    """
+    n, total = frames.shape[:2]
+    if n < 2:
+        raise ValueError("open_loop_figures needs at least two clips (retrieval and shuffled actions)")
+    horizon = total - context
+    true_z = encode_packed(tokenizer, dynamics, frames)
+    noise = draw_noise(n, context, horizon, tuple(true_z.shape[2:]), generator, true_z.device)
+    truth, future_z = frames[:, context:], true_z[:, context:]
+    figures: dict[str, float] = {}
+    first = None
+    for k in ks:
+        result = open_loop(tokenizer, dynamics, frames, actions, context, k, context_noise, noise, true_z=true_z)
+        first = first or result
+        figures[f"open_loop_psnr_k{k}"] = float(psnr_db(pixel_mse_per_step(result.imagined, truth).mean()))
+        figures[f"open_loop_latent_mse_k{k}"] = float((result.z - future_z).square().mean())
+    shuffled = torch.cat([actions[:, :context], actions.roll(1, 0)[:, context:]], 1)
+    other = open_loop(tokenizer, dynamics, frames, shuffled, context, ks[0], context_noise, noise, true_z=true_z)
+    figures["shuffled_actions_psnr"] = float(psnr_db(pixel_mse_per_step(other.imagined, truth).mean()))
+    figures["shuffled_actions_latent_mse"] = float((other.z - future_z).square().mean())
+    held = frames[:, context - 1:context].expand_as(truth)
+    figures["copy_last_psnr"] = float(psnr_db(pixel_mse_per_step(held, truth).mean()))
+    figures["copy_last_latent_mse"] = float((true_z[:, context - 1:context] - future_z).square().mean())
+    figures["retrieval_last"] = float(retrieval_accuracy(first.imagined[:, -1], truth[:, -1]))
+    figures["retrieval_last_copy"] = float(retrieval_accuracy(held[:, -1], truth[:, -1]))
+    figures["retrieval_chance"] = 1.0 / n
+    return figures, first

@@ -8,8 +8,9 @@ Each step samples the batch schedule's (B, T) sequences from replay, encodes the
 (no gradient; the rows that become single images frame by frame), packs the latents and takes one
 shortcut-forcing step (system/training/dynamics_trainer.py).
 Out: checkpoints/dynamics.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metric lines of phase
-     "dynamics" and "dynamics_eval" (open-loop PSNR of imagined frames against copying the last context
-     frame), videos/dynamics_open_loop.png and .mp4 (per held-out clip: the real future above the imagined one).
+     "dynamics" and "dynamics_eval" (open-loop PSNR of imagined frames with K and K_max steps, against
+     copying the last context frame and against shuffled actions; retrieval of the last imagined frame),
+     videos/dynamics_open_loop.png and .mp4 (per held-out clip: the real future above the imagined one).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import numpy as np
 import torch
 
 from system.envs.action_space import ActionSpace
-from system.imagination.generation import draw_noise
-from system.imagination.open_loop import open_loop, pixel_mse_per_step, psnr_db
+from system.imagination.open_loop import open_loop_figures
 from system.model.dynamics import Dynamics, check_matches_tokenizer
 from system.phases.frames import frames_to_float
 from system.run.media import write_grid, write_video
@@ -73,7 +73,8 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
 @torch.no_grad()
 def evaluate(section: DynamicsSection, tokenizer, model, held_out, run_dir: Path, log, step: int, seed: int,
              device) -> dict[str, float]:
-    """Open-loop prediction on held-out clips: PSNR of imagined frames vs copying the last context frame."""
+    """Open-loop prediction on held-out clips (imagination/open_loop.py): PSNR of imagined frames with the
+    configured K and with K = K_max, against copying the last context frame and against shuffled actions."""
     c, h = section.eval_context, section.eval_horizon
     frames_np, actions_np = held_out
     if frames_np.shape[1] < c + h:
@@ -81,18 +82,14 @@ def evaluate(section: DynamicsSection, tokenizer, model, held_out, run_dir: Path
     frames = frames_to_float(frames_np[:, :c + h], device)
     actions = torch.from_numpy(actions_np[:, :c + h]).to(device).long()
     generator = torch.Generator(device=device).manual_seed(seed + 7)
-    shape = (section.model.packed_tokens, section.model.packed_dim)
-    noise = draw_noise(frames.shape[0], c, h, shape, generator, device)
-    result = open_loop(tokenizer, model, frames, actions, c, section.generation.sampling_steps,
-                       section.generation.context_noise, noise=noise)
-    truth = frames[:, c:]
-    figures = {
-        "open_loop_psnr": float(psnr_db(pixel_mse_per_step(result.imagined, truth).mean())),
-        "copy_last_psnr": float(psnr_db(pixel_mse_per_step(frames[:, c - 1:c].expand_as(truth), truth).mean())),
-        "open_loop_latent_mse": float((result.z - result.true_z[:, c:]).square().mean()),
-        "copy_last_latent_mse": float((result.true_z[:, c - 1:c] - result.true_z[:, c:]).square().mean()),
-    }
+    k = section.generation.sampling_steps
+    ks = (k,) if k == model.k_max else (k, model.k_max)
+    figures, result = open_loop_figures(tokenizer, model, frames, actions, c, ks, section.generation.context_noise,
+                                        generator)
+    figures["open_loop_psnr"] = figures[f"open_loop_psnr_k{k}"]
+    figures["open_loop_latent_mse"] = figures[f"open_loop_latent_mse_k{k}"]
     log.write("dynamics_eval", step, figures)
+    truth = frames[:, c:]
     rows = [row for pair in zip(truth[:4], result.imagined[:4]) for row in pair]  # real above imagined
     write_grid(Path(run_dir) / "videos" / "dynamics_open_loop.png", rows)
     side_by_side = torch.cat([torch.cat([truth[i], result.imagined[i]], dim=2) for i in range(min(4, len(truth)))],

@@ -2,7 +2,7 @@
 
     trainer = TokenizerTrainer(model_cfg, train_cfg, device)
     metrics = trainer.step(frames)        # frames (B, T, H, W, 3) float in [0, 1]; one optimizer step
-    metrics = trainer.evaluate(frames)    # no masking (p = 0), no update: {"mse", "psnr"}
+    metrics = trainer.evaluate(frames)    # no masking (p = 0), no update: {"mse", "psnr", "retrieval", ...}
 
 Training draws a fresh MAE mask per image (p ~ U(0, mask_prob_max)) and reconstructs every patch, masked or
 not; learning rate: linear warm-up, then cosine decay (system/training/optim.py).
@@ -17,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from system.model.tokenizer import Tokenizer, TokenizerConfig
-from system.objectives.image_metrics import psnr
+from system.objectives.image_metrics import psnr, retrieval_accuracy
 from system.objectives.lpips import load_lpips
 from system.objectives.tokenizer_loss import TokenizerLoss
 from system.training.optim import make_optimizer, warmup_cosine
@@ -71,11 +71,23 @@ class TokenizerTrainer:
         return {k: float(v) for k, v in metrics.items()}
 
     @torch.no_grad()
-    def evaluate(self, frames: torch.Tensor) -> dict[str, float]:
+    def evaluate(self, frames: torch.Tensor, retrieval_stride: int = 8, chunk: int = 8) -> dict[str, float]:
+        """Reconstructions of (N, T, H, W, 3) frames with no masking: mse, psnr (mean over frames of the
+        per-frame PSNR), and retrieval: the share of frames t = 0, stride, 2 stride, ... of every sequence whose
+        reconstruction is nearer to its own frame than to any other of them (chance: 1 / their number)."""
         self.model.eval()
         frames = frames.to(self.device)
-        recon = self.model.decode(self.model.encode(frames)).clamp(0, 1)
-        return {"mse": float(F.mse_loss(recon, frames)), "psnr": float(psnr(recon, frames))}
+        recon = torch.cat([self.reconstruct(frames[i:i + chunk]) for i in range(0, len(frames), chunk)])
+        picked = slice(0, None, retrieval_stride)
+        shown, truth = recon[:, picked].flatten(0, 1), frames[:, picked].flatten(0, 1)
+        return {"mse": float(F.mse_loss(recon, frames)), "psnr": float(psnr(recon, frames)),
+                "retrieval": float(retrieval_accuracy(shown, truth)), "retrieval_chance": 1.0 / len(truth)}
+
+    @torch.no_grad()
+    def reconstruct(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, T, H, W, 3) -> reconstructions clamped to [0, 1], encoded with no masking."""
+        self.model.eval()
+        return self.model.decode(self.model.encode(frames)).clamp(0, 1)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
