@@ -89,7 +89,7 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         store.check_table(cfg.data.ingest.table)  # a table created with other settings fails now, not after collecting
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon)
-        held_out = held_out_clips(cfg, episodes=4, frames=length)
+        held_out = held_out_clips(cfg, episodes=cfg.dynamics.eval_clips, frames=length)
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
         run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
     finally:

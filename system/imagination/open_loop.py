@@ -76,10 +76,15 @@ def open_loop_figures(tokenizer, dynamics, frames: torch.Tensor, actions: torch.
     """The world model's open-loop report on (N, C + H) real clips, N >= 2, and the first K's result.
 
     Every figure uses the same noise; pixel PSNRs come from the MSE pooled over clips and horizon (psnr_db).
+    With a horizon over 8 frames each figure is also given over the first 8 (suffix _first8).
     - open_loop_psnr_k{K}, open_loop_latent_mse_k{K}: the real actions, K sampling steps per frame;
     - shuffled_actions_psnr (first K): each clip driven by the next clip's actions (the same action statistics,
       the wrong ones): what the player's moves add;
     - copy_last_psnr / copy_last_latent_mse: the last context frame held for the whole horizon;
+    - tokenizer_ceiling_psnr: the real future latents decoded, the best any dynamics model can score here;
+    - own_over_other_latent_mse (first K): the latent MSE of each clip's imagined future against its own real
+      future, over that against the other clips' real futures. A prediction blind to the context scores about
+      1; _copy: the same for the held context frame;
     - retrieval_last (first K): share of clips whose last imagined frame is nearest to its own real last frame
       among all clips' (chance 1 / N); retrieval_last_copy: the same for the held context frame.
     """
@@ -87,6 +92,20 @@ def open_loop_figures(tokenizer, dynamics, frames: torch.Tensor, actions: torch.
     if n < 2:
         raise ValueError("open_loop_figures needs at least two clips (retrieval and shuffled actions)")
     horizon = total - context
+    prefixes = [h for h in (8,) if h < horizon]      # also report the first 8 frames of a longer horizon
+
+    def pixels(name, imagined):
+        per_step = pixel_mse_per_step(imagined, truth)
+        figures[name] = float(psnr_db(per_step.mean()))
+        for h in prefixes:
+            figures[f"{name}_first{h}"] = float(psnr_db(per_step[:h].mean()))
+
+    def latents(name, z):
+        per_step = (z - future_z).square().flatten(2).mean(-1).mean(0)
+        figures[name] = float(per_step.mean())
+        for h in prefixes:
+            figures[f"{name}_first{h}"] = float(per_step[:h].mean())
+
     true_z = encode_packed(tokenizer, dynamics, frames)
     noise = draw_noise(n, context, horizon, tuple(true_z.shape[2:]), generator, true_z.device)
     truth, future_z = frames[:, context:], true_z[:, context:]
@@ -95,16 +114,29 @@ def open_loop_figures(tokenizer, dynamics, frames: torch.Tensor, actions: torch.
     for k in ks:
         result = open_loop(tokenizer, dynamics, frames, actions, context, k, context_noise, noise, true_z=true_z)
         first = first or result
-        figures[f"open_loop_psnr_k{k}"] = float(psnr_db(pixel_mse_per_step(result.imagined, truth).mean()))
-        figures[f"open_loop_latent_mse_k{k}"] = float((result.z - future_z).square().mean())
+        pixels(f"open_loop_psnr_k{k}", result.imagined)
+        latents(f"open_loop_latent_mse_k{k}", result.z)
     shuffled = torch.cat([actions[:, :context], actions.roll(1, 0)[:, context:]], 1)
     other = open_loop(tokenizer, dynamics, frames, shuffled, context, ks[0], context_noise, noise, true_z=true_z)
-    figures["shuffled_actions_psnr"] = float(psnr_db(pixel_mse_per_step(other.imagined, truth).mean()))
-    figures["shuffled_actions_latent_mse"] = float((other.z - future_z).square().mean())
+    pixels("shuffled_actions_psnr", other.imagined)
+    latents("shuffled_actions_latent_mse", other.z)
+    pixels("tokenizer_ceiling_psnr", decode_after(tokenizer, dynamics, true_z[:, :context], future_z))
     held = frames[:, context - 1:context].expand_as(truth)
-    figures["copy_last_psnr"] = float(psnr_db(pixel_mse_per_step(held, truth).mean()))
-    figures["copy_last_latent_mse"] = float((true_z[:, context - 1:context] - future_z).square().mean())
+    pixels("copy_last_psnr", held)
+    latents("copy_last_latent_mse", true_z[:, context - 1:context].expand_as(future_z))
+    figures["own_over_other_latent_mse"] = own_over_other(first.z, future_z)
+    figures["own_over_other_latent_mse_copy"] = own_over_other(true_z[:, context - 1:context].expand_as(future_z),
+                                                               future_z)
     figures["retrieval_last"] = float(retrieval_accuracy(first.imagined[:, -1], truth[:, -1]))
     figures["retrieval_last_copy"] = float(retrieval_accuracy(held[:, -1], truth[:, -1]))
     figures["retrieval_chance"] = 1.0 / n
     return figures, first
+
+
+def own_over_other(predicted: torch.Tensor, truth: torch.Tensor) -> float:
+    """(N, H, ...) predictions and truths: mean MSE to the own clip's truth over mean MSE to the other clips'."""
+    n = predicted.shape[0]
+    errors = torch.cdist(predicted.flatten(1).float(), truth.flatten(1).float()).square() / truth[0].numel()
+    own = errors.diagonal().mean()
+    other = (errors.sum() - errors.diagonal().sum()) / (n * (n - 1))
+    return float(own / other)

@@ -48,10 +48,12 @@ def dense_attention(
     n, h, lq, dh = q.shape
     h_kv = k.shape[1]
     groups = h // h_kv
-    qg = q.float().view(n, h_kv, groups, lq, dh)
-    scores = qg @ k.float().unsqueeze(2).transpose(-1, -2) / math.sqrt(dh)  # (N, H_kv, G, Lq, Lk)
+    # The 1 / sqrt(Dh) scale (and the soft-cap's 1 / cap) go on q, the small tensor, not on the scores.
+    scale = 1.0 / (math.sqrt(dh) * (softcap if softcap > 0 else 1.0))
+    qg = (q.float() * scale).view(n, h_kv, groups, lq, dh)
+    scores = qg @ k.float().unsqueeze(2).transpose(-1, -2)  # (N, H_kv, G, Lq, Lk)
     if softcap > 0:
-        scores = softcap * torch.tanh(scores / softcap)
+        scores = softcap * torch.tanh(scores)
     if mask is not None:
         if mask.dim() == 4:  # (N, 1, Lq, Lk) -> (N, 1, 1, Lq, Lk)
             mask = mask.unsqueeze(2)

@@ -41,6 +41,9 @@ class ShortcutConfig:
     bootstrap_fraction: float = 0.25   # share of rows with d > d_min [impl: public reimplementations]
     bootstrap_warmup: int = 5000       # steps before the first bootstrap row (all flow rows until then) [impl]
     ramp_weight: bool = True           # w(tau) = 0.9 tau + 0.1 (paper Eq. 8); False: w = 1 (ablation only)
+    # Bootstrap rows draw d per frame with d_min among the choices, so a row holds stepping frames beside d_min
+    # frames as generation does. False: every frame of a bootstrap row steps (d > d_min; ablation only).
+    mixed_bootstrap_rows: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.bootstrap_fraction <= 1.0:
@@ -66,20 +69,21 @@ def num_bootstrap_rows(batch: int, cfg: ShortcutConfig, step: int) -> int:
 
 
 def sample_signal(batch: int, frames: int, k_max: int, bootstrap_rows: int = 0,
-                  generator: torch.Generator | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None, device=None,
+                  mixed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame (tau, d), each (B, T) float32, exactly on the grid.
 
     Rows >= bootstrap_rows: d = 1/K_max. Rows < bootstrap_rows: d = 2^-e per frame, e uniform in
     {0, ..., log2 K_max} (d_min included, so a row mixes stepping frames with d_min frames, as generation
-    does). Every tau is i * d with i uniform in {0, ..., 1/d - 1}.
+    does; mixed=False leaves d_min out). Every tau is i * d with i uniform in {0, ..., 1/d - 1}.
     Powers of two and their multiples below 1 are exact in float32, so tau / d is an exact integer."""
     levels = int(math.log2(k_max))
     if 2 ** levels != k_max:
         raise ValueError(f"k_max must be a power of two, got {k_max}")
     exponent = torch.full((batch, frames), levels, dtype=torch.long, device=device)
     if bootstrap_rows and levels > 0:
-        exponent[:bootstrap_rows] = torch.randint(0, levels + 1, (bootstrap_rows, frames), generator=generator,
-                                                  device=device)
+        exponent[:bootstrap_rows] = torch.randint(0, levels + int(mixed), (bootstrap_rows, frames),
+                                                  generator=generator, device=device)
     steps = torch.pow(2, exponent)                                    # 1/d, int
     u = torch.rand(batch, frames, generator=generator, device=device)
     index = torch.minimum((u * steps).long(), steps - 1)              # uniform in {0, ..., 1/d - 1}
@@ -117,7 +121,7 @@ def shortcut_loss(model, z1: torch.Tensor, actions: torch.Tensor | None, cfg: Sh
     b, frames = z1.shape[:2]
     n_boot = num_bootstrap_rows(b, cfg, step)
     if signal is None:
-        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device)
+        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device, cfg.mixed_bootstrap_rows)
     else:
         tau, d = signal
     z0 = torch.randn(z1.shape, generator=generator, device=z1.device, dtype=z1.dtype) if noise is None else noise

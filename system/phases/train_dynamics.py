@@ -58,7 +58,7 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
         z1 = model.pack(encode_batch(tokenizer, frames_to_float(batch.frames, device), spec.images))
         actions = torch.from_numpy(batch.actions).to(device).long()
         metrics = trainer.train_step(z1, actions, spec.images)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
             log.write("dynamics", step + 1, {k: v for k, v in metrics.items() if k != "step"})
         if (step + 1) % section.checkpoint_every == 0:

@@ -46,7 +46,7 @@ def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, de
     for step in bar:
         batch = store.sample(table, train_cfg.batch_size, train_cfg.seq_len)
         metrics = trainer.step(frames_to_float(batch.frames, device))
-        bar.set_postfix(loss=f"{metrics['loss']:.3f}", psnr=f"{metrics['psnr']:.1f}")
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}", psnr=f"{metrics['psnr']:.1f}", refresh=False)
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train_cfg.steps:
             log.write("tokenizer", step + 1, metrics)
         if (step + 1) % section.checkpoint_every == 0:

@@ -43,3 +43,9 @@ class DynamicsSection:
     checkpoint_every: int = 1000
     eval_context: int = 8          # real frames given before open-loop generation in the evaluation
     eval_horizon: int = 8          # frames imagined open-loop (paper-style 8-frame prediction)
+    eval_clips: int = 8            # held-out clips (one per held-out world) both world-model evaluations use
+
+    def __post_init__(self) -> None:
+        if self.eval_clips < 2:
+            raise ValueError(f"dynamics.eval_clips = {self.eval_clips}: the evaluation compares clips with each "
+                             "other (retrieval, shuffled actions) and needs at least 2")

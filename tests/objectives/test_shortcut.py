@@ -93,6 +93,8 @@ def test_training_rows_hold_what_a_k4_rollout_feeds():
     tau, d = sample_signal(64, 16, 64, bootstrap_rows=64, generator=torch.Generator().manual_seed(2))
     both = ((d == 1 / 64).any(1) & (d == 1 / 4).any(1)).float().mean()
     assert both > 0.8, both
+    _, d = sample_signal(64, 16, 64, bootstrap_rows=64, generator=torch.Generator().manual_seed(2), mixed=False)
+    assert (d > 1 / 64).all()   # the ablation: bootstrap rows without d_min frames
 
 
 def test_d_min_frames_of_a_bootstrap_row_are_held_like_generation_context():
