@@ -61,7 +61,7 @@ def main(argv: list[str]) -> None:
         log.close()
     tok, dyn = last_line(run_dir, "tokenizer_eval"), last_line(run_dir, "dynamics_eval")
     figures = {k: v for k, v in {**tok, **dyn}.items() if k not in ("phase", "step", "time")}
-    k = cfg.dynamics.generation.sampling_steps
+    k, k_max = cfg.dynamics.generation.sampling_steps, cfg.dynamics.model.k_max
     result = {
         "name": "world_model_quality",
         "config": {"config": cfg.name, "overrides": [a for a in argv if "=" in a], "run_dir": str(run_dir),
@@ -74,8 +74,7 @@ def main(argv: list[str]) -> None:
             "model_minus_copy_db": round(dyn["open_loop_psnr"] - dyn["copy_last_psnr"], 3),
             "latent_mse_model_over_copy": round(dyn["open_loop_latent_mse"] / dyn["copy_last_latent_mse"], 3),
             "true_minus_shuffled_db": round(dyn["open_loop_psnr"] - dyn["shuffled_actions_psnr"], 3),
-            f"k{k}_minus_kmax_db": round(dyn[f"open_loop_psnr_k{k}"] - dyn.get(f"open_loop_psnr_k64",
-                                                                              dyn[f"open_loop_psnr_k{k}"]), 3),
+            f"k{k}_minus_k{k_max}_db": round(dyn[f"open_loop_psnr_k{k}"] - dyn[f"open_loop_psnr_k{k_max}"], 3),
         },
     }
     print(json.dumps(result))

@@ -85,7 +85,7 @@ def test_small_world_model_imagines_each_clips_own_future():
     """16 held-out worlds, 4 real context frames, 4 frames imagined with K = 4 from the true actions.
     Baseline a content-blind model cannot beat: each clip's imagined future must be nearer (latent MSE) to its
     own real future than to the other clips' futures; a prediction that ignores the context scores a ratio of
-    about 1. Margin: ratio < 0.6 (measured: see the benchmark notes). K = 4 must be within 1 dB of K = 16 (K_max).
+    about 1. Margin: ratio < 0.4 (seed 0 measures 0.18; copying the last frame 0.14). K = 4 must be within 1 dB of K = 16 (K_max).
     Reported, not asserted: copying the last context frame and shuffled actions. At this size and budget the
     model does not beat them (measured latent MSE 0.069 vs copy 0.057 and shuffled 0.069): it keeps the scene
     but has not learned the moves; docs/benchmarks.md has the larger crafter-cpu run.
@@ -93,5 +93,5 @@ def test_small_world_model_imagines_each_clips_own_future():
     T2 = 16, C = 8), K_max = 16. About 4 minutes on 2 cores."""
     f = learning_run(seed=0)
     print({k: round(v, 4) for k, v in f.items()})
-    assert f["own_over_other_latent_mse"] < 0.6, f
+    assert f["own_over_other_latent_mse"] < 0.4, f
     assert abs(f["open_loop_psnr_k4"] - f["open_loop_psnr_k16"]) < 1.0, f
