@@ -53,6 +53,9 @@ def collect_training_data(cfg: Config, store, console: Console) -> None:
     if cfg.env.name != "crafter":
         raise ConfigError(f"env.name={cfg.env.name!r}: the main job collects Crafter episodes; MineRL data enters "
                           "the store through `python -m system.data.ingest minerl <root>`")
+    if cfg.runtime.env_runners:  # Ray env runners (RLlib) instead of the in-process collection
+        from system.runtime.phase1_collection import collect_with_env_runners
+        return collect_with_env_runners(cfg, store, console)
     sources = crafter_ingest_sources(cfg.data)
     report = ingest(store, sources, cfg.data.ingest, crafter_action_space(), total=len(sources), console=console)
     console.print(f"replay: {report.ingested} episodes collected, {report.already_stored} already stored, "
