@@ -46,7 +46,9 @@ def collect_with_env_runners(cfg, store, console) -> None:
             print(f"collect: {stored + report.env_steps}/{target} env steps, {report.env_steps_per_s:.0f} env "
                   f"steps/s, replay {store.stats(table).steps} steps, lost calls {report.lost_calls}", flush=True)
 
-    with ray_session(num_cpus=rt.num_cpus or None):
+    with ray_session(num_cpus=rt.num_cpus or None) as session:
+        console.print(f"ray: {'started a local instance' if session.local else 'joined the cluster'} at "
+                      f"{session.address}")
         runners = [CrafterEnvRunner.options(max_restarts=-1).remote(
             EnvRunnerSpec(index=k, table=table, envs=rt.envs_per_runner, size=tuple(cfg.data.ingest.size),
                           max_episode_steps=cfg.data.collect.max_episode_steps, seed=cfg.data.collect.seed),
