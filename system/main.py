@@ -103,8 +103,13 @@ def run(cfg: Config, console: Console | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        from system.run.usage import usage
+        print(usage())
+        return 0
     try:
-        cfg = load(sys.argv[1:] if argv is None else argv)
+        cfg = load(argv)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
