@@ -23,6 +23,7 @@ import torch
 
 from system.phases.frames import frames_to_float
 from system.replay import make_store
+from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.data_parallel import DataParallelGroup
 from system.training.tokenizer_trainer import TokenizerTrainer
 
@@ -67,6 +68,18 @@ class TokenizerLearnerShell:
 
     def state_dict(self) -> dict:
         return self.trainer.state_dict()
+
+    def save(self, path: str) -> int:
+        """Rank 0 writes the replicas' common state (they are identical); returns the step saved."""
+        save_checkpoint(path, self.trainer.state_dict())
+        return self.trainer.step_count
+
+    def load(self, path: str) -> int:
+        self.trainer.load_state_dict(load_checkpoint(path))
+        return self.trainer.step_count
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def leave_group(self) -> None:
         if self.group is not None:
