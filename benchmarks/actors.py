@@ -15,17 +15,23 @@ import json
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import ray
+# Run as `python benchmarks/actors.py`, this file's folder comes first on sys.path and its name would shadow
+# the `actors` package: put the repository root there instead.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from actors.crafter_env_runner import CrafterEnvRunner, EnvRunnerSpec
-from system.envs.crafter_env import CrafterEnv
-from system.replay import ReplayConfig, TableConfig, TablesConfig
-from system.replay.server import LocalRedisServer
-from system.runtime.collection import collect_env_steps
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+
+from actors.crafter_env_runner import CrafterEnvRunner, EnvRunnerSpec  # noqa: E402
+from system.envs.crafter_env import CrafterEnv  # noqa: E402
+from system.replay import ReplayConfig, TableConfig, TablesConfig  # noqa: E402
+from system.replay.server import LocalRedisServer  # noqa: E402
+from system.runtime.collection import collect_env_steps  # noqa: E402
 
 
 def raw_steps_per_s(steps: int, max_episode_steps: int) -> float:
