@@ -36,15 +36,17 @@ def test_a_killed_runner_restarts_and_no_acknowledged_chunk_is_lost(local_ray, r
     killed = []
 
     def kill_the_other_runner_once(report):
-        # runner 1 has a call in flight while runner 0's answer is handled: kill it mid-collection
-        if not killed and report.env_steps > 0:
-            os.kill(pids[1], signal.SIGKILL)
-            killed.append(pids[1])
+        # while one runner's answer is handled, the other has a call in flight: kill that one mid-collection
+        if not killed and report.chunks:
+            answered = int(report.chunks[-1][0].split("/")[2].removeprefix("r"))
+            victim = 1 - answered
+            os.kill(pids[victim], signal.SIGKILL)
+            killed.append(victim)
 
     report = collect_env_steps(runners, target_steps=400, steps_per_call=40, on_report=kill_the_other_runner_once)
     assert killed and report.lost_calls >= 1
     assert report.env_steps >= 400
-    assert local_ray.get(runners[1].pid.remote()) != pids[1]  # restarted in a new process
+    assert local_ray.get(runners[killed[0]].pid.remote()) != pids[killed[0]]  # restarted in a new process
     store = make_store(cfg)
     try:
         _check_acknowledged_chunks_are_stored(store, report)
