@@ -9,6 +9,9 @@ PY     := $(VENV)/bin/python
 CONFIG ?= configs/smoke.yaml
 ARGS   ?=
 
+# Ray token authentication stays on (docs/architecture.md, "Runtime"): Ray reads the mode at import time.
+export RAY_AUTH_MODE ?= token
+
 .PHONY: setup run test test-fast redis-server clean
 
 setup: $(VENV)/.installed

@@ -53,6 +53,9 @@ def collect_training_data(cfg: Config, store, console: Console) -> None:
     if cfg.env.name != "crafter":
         raise ConfigError(f"env.name={cfg.env.name!r}: the main job collects Crafter episodes; MineRL data enters "
                           "the store through `python -m system.data.ingest minerl <root>`")
+    if cfg.runtime.env_runners:  # Ray env runners (RLlib) instead of the in-process collection
+        from system.runtime.phase1_collection import collect_with_env_runners
+        return collect_with_env_runners(cfg, store, console)
     sources = crafter_ingest_sources(cfg.data)
     report = ingest(store, sources, cfg.data.ingest, crafter_action_space(), total=len(sources), console=console)
     console.print(f"replay: {report.ingested} episodes collected, {report.already_stored} already stored, "
@@ -100,8 +103,13 @@ def run(cfg: Config, console: Console | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        from system.run.usage import usage
+        print(usage())
+        return 0
     try:
-        cfg = load(sys.argv[1:] if argv is None else argv)
+        cfg = load(argv)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2

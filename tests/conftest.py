@@ -106,3 +106,18 @@ def make_test_store(request, tmp_path, monkeypatch):
     yield factory
     for store in stores:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One private local Ray instance per test module (starting Ray costs seconds). Token auth is on: a local
+    instance turns it on by itself; RAY_AUTH_MODE comes from the environment (Makefile, .ci/run)."""
+    import tempfile
+
+    import ray
+
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)

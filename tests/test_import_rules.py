@@ -1,7 +1,7 @@
 """The layout's import rules (docs/architecture.md, "Packages"), checked on the AST of every module.
 
 Each package of `system/` may import only the packages listed for it; some third-party packages belong to one
-place only (Redis to the replay store, Ray to the actors, learners and the driver). Imports inside functions
+place only (Redis to the replay store, Ray to the actors, learners, system/runtime and the driver). Imports inside functions
 count too. Test folders mirror the packages: tests/<package>/test_<module>.py names a module of that package.
 """
 
@@ -15,6 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "phases")
+# system/runtime/ drives the Ray actors from the driver: it knows Ray, the library and the shells, and only the
+# driver imports it. It is not library code (nothing in LIBRARY may import it).
+RUNTIME = "runtime"
 
 # package -> the system packages it may import (itself included). "main" is system/main.py, the driver.
 ALLOWED: dict[str, set[str]] = {
@@ -28,7 +31,8 @@ ALLOWED: dict[str, set[str]] = {
     "run": {"model", "objectives", "imagination", "training", "envs", "replay", "data", "run"},
     "phases": {"model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "phases"},
     "system": set(),              # system/__init__.py
-    "main": set(LIBRARY),
+    "main": set(LIBRARY) | {RUNTIME},
+    RUNTIME: set(LIBRARY) | {RUNTIME},
     "actors": set(LIBRARY),
     "learners": set(LIBRARY),
 }
@@ -38,7 +42,7 @@ ENTRY_POINTS = {"system/data/ingest.py": {"run"}}
 # third-party package -> the places (package names as in ALLOWED) that may import it
 THIRD_PARTY: dict[str, set[str]] = {
     "redis": {"replay"},
-    "ray": {"main", "actors", "learners"},
+    "ray": {"main", RUNTIME, "actors", "learners"},
     "wandb": {"run"},
     "gymnasium": {"envs"},
     "crafter": {"envs"},
@@ -94,7 +98,7 @@ def violations(path: Path) -> list[str]:
             target = "main" if parts[1] == "main" else parts[1]
             if target != place and target not in allowed:
                 found.append(f"{rel}:{line}: system/{place}/ may not import {module}")
-        elif top in ("actors", "learners") and place not in ("main", "actors", "learners"):
+        elif top in ("actors", "learners") and place not in ("main", RUNTIME, "actors", "learners"):
             found.append(f"{rel}:{line}: the library may not import the Ray shells ({module})")
         elif top in NEVER:
             found.append(f"{rel}:{line}: the library may not import {module}")
@@ -112,7 +116,7 @@ def test_every_module_keeps_the_import_rules():
 
 def test_every_library_package_has_a_rule():
     packages = {p.name for p in (ROOT / "system").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert packages == set(LIBRARY), packages ^ set(LIBRARY)
+    assert packages == set(LIBRARY) | {RUNTIME}, packages ^ (set(LIBRARY) | {RUNTIME})
     loose = sorted(p.name for p in (ROOT / "system").glob("*.py") if p.name not in ("__init__.py", "main.py"))
     assert not loose, f"modules outside a package: {loose} (every module belongs to one package)"
 
@@ -122,6 +126,7 @@ def test_every_library_package_has_a_rule():
     ("def f():\n    from system.training.optim import make_optimizer\n", "objectives", "may not import system.training"),
     ("import redis\n", "training", "redis belongs to"),
     ("import ray\n", "imagination", "ray belongs to"),
+    ("from system.runtime.collection import collect_env_steps\n", "phases", "may not import system.runtime"),
     ("from system.phases.train_tokenizer import run_tokenizer_phase\n", "run", "may not import system.phases"),
     ("from system import replay\n", "envs", "may not import system.replay"),
     ("from ..replay import make_store\n", "model", "may not import system.replay"),

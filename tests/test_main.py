@@ -66,3 +66,11 @@ def test_a_replay_store_failure_is_one_line_naming_the_server_not_a_traceback(tm
     assert main(TINY + [f"run_dir={tmp_path / 'run'}", "replay.backend=redis", f"replay.url={url}"]) == 1
     err = capsys.readouterr().err
     assert f"replay store: cannot reach Redis at {url}" in err and "Traceback" not in err
+
+
+def test_help_exits_0_and_lists_configs_overrides_and_keys(capsys):
+    from system.main import main
+
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "smoke.yaml" in text and "dotted.key=value" in text and "runtime" in text and "tokenizer" in text

@@ -7,6 +7,10 @@ Each loss term is divided by a running estimate of its own RMS, so terms of very
 LPIPS in the tokenizer; flow, reward and policy losses later) contribute comparably. The estimate is a
 detached buffer: dividing by the current loss *with* gradient would make the normalised loss constant and its
 gradient zero (correctness checklist item 14). The gradient of the result is exactly the raw gradient / RMS.
+
+Data parallel: `norm.reduce_value = fn` (e.g. the mean over ranks, system/training/data_parallel.py) is applied
+to the detached loss before the update, so every rank divides by the RMS of the global batch's loss and the
+averaged gradient equals the one-process gradient of the same global batch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class RunningRMS(nn.Module):
         self.decay, self.eps = decay, eps
         self.register_buffer("mean_square", torch.zeros(()))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.reduce_value = None  # optional callable on the detached loss (the mean over data-parallel ranks)
 
     @property
     def rms(self) -> torch.Tensor:
@@ -32,6 +37,9 @@ class RunningRMS(nn.Module):
 
     @torch.no_grad()
     def update(self, value: torch.Tensor) -> None:
+        value = value.detach()
+        if self.reduce_value is not None:
+            value = self.reduce_value(value)
         self.mean_square.mul_(self.decay).add_((1.0 - self.decay) * value.detach().float().pow(2).mean())
         self.updates.add_(1)
 

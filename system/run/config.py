@@ -14,6 +14,7 @@ from typing import Literal
 from system.data.config import DataConfig
 from system.envs.config import EnvConfig
 from system.replay.config import ReplayConfig
+from system.run.runtime_config import RuntimeConfig
 from system.run.typed_config import ConfigError, load_config
 from system.training.config import DynamicsSection, TokenizerSection
 
@@ -37,6 +38,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     dynamics: DynamicsSection = field(default_factory=DynamicsSection)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
         # Values that span sections, checked on load so that a run fails before it collects or reads anything.

@@ -51,6 +51,7 @@ class TokenizerTrainer:
         self.optimizer = make_optimizer(self.model, train_cfg.lr, train_cfg.weight_decay)
         self.generator = generator
         self.step_count = 0
+        self.grad_sync = None  # data parallel: called on the model between backward and clipping
 
     def step(self, frames: torch.Tensor) -> dict[str, float]:
         self.model.train()
@@ -63,6 +64,8 @@ class TokenizerTrainer:
         loss, metrics = self.loss_fn(recon, frames)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.model)
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
         self.optimizer.step()
         self.step_count += 1

@@ -1,0 +1,23 @@
+"""The `runtime` config section: how the main job spreads work over Ray actors (system/runtime/).
+
+env_runners = 0 keeps phase-1 collection in the driver process (system/data/collect.py, scripted or random);
+env_runners > 0 collects through that many RLlib env runner actors (random actions until a policy exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RuntimeConfig:
+    env_runners: int = 0           # Ray env runner actors for phase-1 data; 0: collect in the driver
+    envs_per_runner: int = 2       # Crafter envs each runner steps together (RLlib vector env)
+    steps_per_call: int = 200      # env steps per runner call; a crash loses at most one call's fragments
+    collect_env_steps: int = 0     # phase-1 target; 0: data.collect.episodes x data.collect.max_episode_steps
+    num_cpus: int = 0              # CPUs of a local Ray instance; 0: all of the machine
+    report_every_s: float = 5.0    # seconds between progress lines
+
+    def __post_init__(self) -> None:
+        if self.env_runners < 0 or self.envs_per_runner < 1 or self.steps_per_call < 1:
+            raise ValueError("runtime.env_runners >= 0, runtime.envs_per_runner >= 1, runtime.steps_per_call >= 1")

@@ -1,0 +1,24 @@
+"""The main job's `--help` text: configs in configs/, the override syntax, and the config's top-level keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from system.run.config import Config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def usage() -> str:
+    configs = sorted(p.name for p in CONFIGS.glob("*.yaml"))
+    sections = [f.name for f in dataclasses.fields(Config)]
+    return "\n".join([
+        "usage: python -m system.main [--config PATH] [dotted.key=value ...]",
+        "",
+        f"configs (in {CONFIGS}): {', '.join(configs)}",
+        "overrides: dotted.key=value, e.g. tokenizer.train.steps=50 run_dir=runs/try runtime.env_runners=2",
+        f"top-level keys: {', '.join(sections)}",
+        "  run_dir=PATH resumes a run there; runtime.env_runners=N collects phase-1 data through N Ray env runners",
+        "  under `ray job submit` the driver joins that cluster (RAY_ADDRESS); RAY_AUTH_MODE=token keeps auth on",
+    ])
