@@ -70,3 +70,32 @@ def test_bad_head_config_names_the_key():
         AgentHeadsConfig(mtp=-1)
     with pytest.raises(ValueError):
         SlowCopy(torch.nn.Linear(1, 1), decay=1.5)
+
+
+def test_reward_sees_its_own_steps_action_and_the_policy_never_sees_the_action_it_predicts():
+    """Checklist 22 and the index convention, through the real dynamics model: h_t reads a_t, never a_{t+1}."""
+    from tests.helpers.dynamics import TOY_SPACE, random_actions, tiny_model
+
+    model = tiny_model()
+    heads = AgentHeads(AgentHeadsConfig(hidden=16, mtp=2, bins=31), TOY_SPACE.components, 1, 32)
+    with torch.no_grad():   # a reward head with non-zero outputs, so its prediction can move at all
+        for out in heads.reward.outputs:
+            torch.nn.init.normal_(out.weight, std=1.0)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, 5, 4, 8, generator=g)
+    tau, d = torch.full((1, 5), 0.875), torch.full((1, 5), 1 / 16)
+    actions = random_actions(1, 5, generator=g)
+    t = 2
+    changed_now = actions.clone()
+    changed_now[0, t, 2] = (actions[0, t, 2] + 1) % 9          # the camera of step t
+    changed_next = actions.clone()
+    changed_next[0, t + 1, 2] = (actions[0, t + 1, 2] + 1) % 9  # the action the policy at h_t predicts
+    with torch.no_grad():
+        h = model(z, tau, d, actions).agent
+        h_now = model(z, tau, d, changed_now).agent
+        h_next = model(z, tau, d, changed_next).agent
+        reward, reward_now, reward_next = (heads.reward.predict(x)[0, t] for x in (h, h_now, h_next))
+        policy = heads.policy.act(h).logits[2][0, t]
+        assert not torch.allclose(reward, reward_now, atol=1e-6)
+        torch.testing.assert_close(reward_next, reward)
+        torch.testing.assert_close(heads.policy.act(h_next).logits[2][0, t], policy)
