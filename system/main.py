@@ -1,12 +1,16 @@
 """The main job: `python -m system.main --config configs/smoke.yaml [dotted.key=value ...]`.
 
-What it runs today (the Ray runtime, agent finetuning and imagination training come with later issues):
+What it runs today (the Ray runtime comes with a later issue):
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
      `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
      from other world seeds, kept in memory for evaluation;
   2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory);
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
-     futures open-loop (PSNR against copying the last frame, a real-vs-imagined video).
+     futures open-loop (PSNR against copying the last frame, a real-vs-imagined video);
+  4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
+     MTP) while the dynamics loss continues (checkpoints/agent.pt);
+  5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
+     phase-2 policy as the frozen prior (checkpoints/imagination.pt).
 Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
 """
 
@@ -24,7 +28,9 @@ from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
 from system.data.ingest import crafter_ingest_sources
 from system.envs.action_space import crafter_action_space
+from system.phases.train_agent import run_agent_phase
 from system.phases.train_dynamics import run_dynamics_phase
+from system.phases.train_imagination import run_imagination_phase
 from system.phases.train_tokenizer import run_tokenizer_phase
 from system.replay import ReplayError, make_store
 from system.run.config import Config, load
@@ -91,10 +97,14 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     try:
         store.check_table(cfg.data.ingest.table)  # a table created with other settings fails now, not after collecting
         collect_training_data(cfg, store, console)
-        length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon)
+        length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon,
+                     cfg.imagination.train.context, cfg.agent.train.seq_len)
         held_out = held_out_clips(cfg, episodes=cfg.dynamics.eval_clips, frames=length)
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
-        run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
+        dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
+        heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
+                                device)
+        run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
     finally:
         store.close()
         log.close()

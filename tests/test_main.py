@@ -14,7 +14,11 @@ TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wa
         "tokenizer.checkpoint_every=2", "dynamics.train.steps=4", "dynamics.checkpoint_every=2",
         "dynamics.model.transformer.context=4", "dynamics.train.schedule.batch_size=2",
         "dynamics.train.schedule.short_length=4", "dynamics.train.schedule.long_length=6",
-        "dynamics.eval_context=2", "dynamics.eval_horizon=3"]
+        "dynamics.eval_context=2", "dynamics.eval_horizon=3",
+        "agent.train.steps=2", "agent.checkpoint_every=2", "agent.train.batch_size=2", "agent.train.seq_len=4",
+        "agent.heads.hidden=16", "agent.heads.mtp=2", "agent.heads.bins=31",
+        "imagination.train.steps=2", "imagination.train.batch_size=2", "imagination.train.context=2",
+        "imagination.train.horizon=3", "imagination.eval_contexts=2"]
 
 
 def test_main_job_leaves_the_run_directory_contract(tmp_path):
@@ -37,21 +41,34 @@ def test_main_job_leaves_the_run_directory_contract(tmp_path):
     assert state["step"] == 4 and state["config"]["packed_tokens"] == cfg.dynamics.model.packed_tokens
     for name in ("dynamics_open_loop.png", "dynamics_open_loop.mp4"):
         assert (run_dir / "videos" / name).stat().st_size > 0
+    assert [r["step"] for r in records if r["phase"] == "agent"] == [2]
+    assert any(r["phase"] == "agent_eval" and "held_out_next_action_accuracy" in r for r in records)
+    state = torch.load(run_dir / "checkpoints" / "agent.pt", weights_only=True)
+    assert state["step"] == 2 and {"model", "heads", "optimizer", "loss_norm"} <= set(state)
+    assert [r["step"] for r in records if r["phase"] == "imagination"] == [2]
+    evaluation = [r for r in records if r["phase"] == "imagination_eval"]
+    assert len(evaluation) == 1 and {"imagined_return_policy", "imagined_return_prior", "kl_prior"} <= set(evaluation[0])
+    state = torch.load(run_dir / "checkpoints" / "imagination.pt", weights_only=True)
+    assert state["step"] == 2 and {"heads", "prior", "optimizer"} <= set(state)
 
 
 def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run(load(TINY + [f"run_dir={run_dir}"]))
     before = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
-    run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6", "dynamics.train.steps=6"]))
+    run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6", "dynamics.train.steps=6",
+                     "agent.train.steps=3", "imagination.train.steps=3"]))
     out = capsys.readouterr().out
     assert "tokenizer: resumed from" in out and "dynamics: resumed from" in out and "at step 4" in out
+    assert "agent: resumed from" in out and "imagination: resumed from" in out and "at step 2" in out
     after = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
     assert before["step"] == 4 and after["step"] == 6
     steps = [json.loads(l)["step"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(l)["phase"] == "tokenizer"]
     assert steps == [2, 4, 6]
     assert torch.load(run_dir / "checkpoints" / "dynamics.pt", weights_only=True)["step"] == 6
+    assert torch.load(run_dir / "checkpoints" / "agent.pt", weights_only=True)["step"] == 3
+    assert torch.load(run_dir / "checkpoints" / "imagination.pt", weights_only=True)["step"] == 3
 
 
 def test_bad_config_is_reported_with_the_key_and_exit_code_2(capsys):

@@ -72,3 +72,9 @@ class KVCache:
     def reset(self) -> None:
         self.k.zero_()
         self.v.zero_()
+
+    def reset_rows(self, rows: torch.Tensor) -> None:
+        """Clears the episodes of the rows where `rows` (B,) bool is set (a new episode starts in that slot)."""
+        keep = (~rows).to(self.k.dtype)[None, :, None, None, None, None]
+        self.k.mul_(keep)
+        self.v.mul_(keep)

@@ -16,7 +16,7 @@ from system.envs.config import EnvConfig
 from system.replay.config import ReplayConfig
 from system.run.runtime_config import RuntimeConfig
 from system.run.typed_config import ConfigError, load_config
-from system.training.config import DynamicsSection, TokenizerSection
+from system.training.config import AgentSection, DynamicsSection, ImaginationSection, TokenizerSection
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     dynamics: DynamicsSection = field(default_factory=DynamicsSection)
+    agent: AgentSection = field(default_factory=AgentSection)
+    imagination: ImaginationSection = field(default_factory=ImaginationSection)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
@@ -47,6 +49,21 @@ class Config:
         if table not in tables:
             raise ValueError(f"data.ingest.table = {table!r} is not a replay table (replay.tables has "
                              f"{', '.join(map(repr, tables))})")
+        relevant = self.agent.train.relevant_table
+        if relevant and relevant not in tables:
+            raise ValueError(f"agent.train.relevant_table = {relevant!r} is not a replay table (replay.tables has "
+                             f"{', '.join(map(repr, tables))})")
+        window = self.dynamics.model.transformer.context
+        if self.imagination.train.context > window:
+            raise ValueError(f"imagination.train.context = {self.imagination.train.context} is longer than the "
+                             f"window the dynamics trains with, dynamics.model.transformer.context = {window}")
+        if self.dynamics.model.agent_tokens < 1:
+            raise ValueError(f"dynamics.model.agent_tokens = {self.dynamics.model.agent_tokens}: the agent phases "
+                             "read agent tokens and need at least 1")
+        if self.dynamics.generation.context_noise != self.agent.train.context_noise:
+            raise ValueError(f"agent.train.context_noise = {self.agent.train.context_noise} must equal "
+                             f"dynamics.generation.context_noise = {self.dynamics.generation.context_noise} "
+                             "(heads read agent features at the level generation and acting produce them)")
         capacity = self.replay.tables.get(table).capacity_steps
         if self.data.ingest.chunk_length > capacity:
             raise ValueError(f"data.ingest.chunk_length = {self.data.ingest.chunk_length} is more than the table "

@@ -95,3 +95,13 @@ def test_project_configs_load_and_are_consistent():
             Dynamics(cfg.dynamics.model)
     with pytest.raises(ConfigError, match="unexpected argument"):
         load(["--bogus"])
+
+
+def test_an_imagination_context_longer_than_the_dynamics_window_names_both_keys():
+    from system.run.config import load
+    from system.run.typed_config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load(["--config", "configs/smoke.yaml", "imagination.train.context=32"])
+    message = str(error.value)
+    assert "imagination.train.context = 32" in message and "dynamics.model.transformer.context = 16" in message

@@ -1,0 +1,93 @@
+"""Phase 2: agent finetuning. Heads on the agent tokens learn BC and reward (MTP) while shortcut forcing continues.
+
+    heads = run_agent_phase(cfg, store, tokenizer, dynamics, action_space, held_out, run_dir, log, device)
+
+In:  the phase-1 dynamics model (trained, from checkpoints/dynamics.pt) and the frozen tokenizer; replay tables
+     data.ingest.table (uniform sequences, dynamics loss) and agent.train.relevant_table (task-relevant
+     sequences, BC + reward; empty = the same table); held_out = (frames, actions) clips from unseen worlds.
+Each step draws the mixture (agent.train.relevant_fraction of the rows relevant), encodes the frames with the
+frozen tokenizer, and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the
+replay chunks (-1 = no task).
+Out: checkpoints/agent.pt ({"model", "heads", "optimizer", "loss_norm", "step", "config"}), metric lines of
+     phase "agent" and "agent_eval" (held-out next-action accuracy and BC NLL of the distance-0 policy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from system.envs.action_space import ActionSpace
+from system.model.agent_heads import AgentHeads
+from system.objectives.agent_losses import behaviour_cloning_loss
+from system.phases.frames import frames_to_float
+from system.run.progress import progress
+from system.run.typed_config import to_dict
+from system.training.agent_trainer import AgentBatch, AgentTrainer, agent_features
+from system.training.batch_schedule import encode_batch
+from system.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def replay_batch(store, table: str, rows: int, length: int, tokenizer, model, device) -> AgentBatch:
+    batch = store.sample(table, rows, length)
+    z1 = model.pack(encode_batch(tokenizer, frames_to_float(batch.frames, device), 0))
+    return AgentBatch(z1, torch.from_numpy(batch.actions).to(device).long(),
+                      torch.from_numpy(batch.rewards).to(device).float(),
+                      torch.from_numpy(batch.terminals).to(device), torch.from_numpy(batch.task_ids).to(device).long())
+
+
+def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, held_out, run_dir: Path, log,
+                    device) -> AgentHeads:
+    section = cfg.agent
+    heads = AgentHeads(section.heads, action_space.components, cfg.dynamics.model.agent_tokens,
+                       cfg.dynamics.model.transformer.dim).to(device)
+    trainer = AgentTrainer(model, heads, section.train, cfg.dynamics.train.shortcut, seed=cfg.seed + 2,
+                           dynamics_step=cfg.dynamics.train.steps)
+    path = Path(run_dir) / "checkpoints" / "agent.pt"
+    if path.exists():
+        trainer.load_state_dict(load_checkpoint(path, device))
+        print(f"agent: resumed from {path} at step {trainer.step}")
+
+    def checkpoint() -> None:
+        save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.heads)})
+
+    tokenizer.eval().requires_grad_(False)
+    uniform_rows, relevant_rows = section.train.split()
+    table = cfg.data.ingest.table
+    relevant_table = section.train.relevant_table or table
+    steps, length = section.train.steps, section.train.seq_len
+    bar = progress(range(trainer.step, steps), "agent", steps, trainer.step)
+    for step in bar:
+        uniform = replay_batch(store, table, uniform_rows, length, tokenizer, model, device)
+        relevant = replay_batch(store, relevant_table, relevant_rows, length, tokenizer, model, device)
+        metrics = trainer.train_step(uniform, relevant)
+        bar.set_postfix(bc=f"{metrics['bc_nll']:.3f}", refresh=False)
+        if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
+            log.write("agent", step + 1, {k: v for k, v in metrics.items() if k != "step"})
+        if (step + 1) % section.checkpoint_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    model.eval()
+    heads.eval()
+    evaluate(heads, model, tokenizer, held_out, section.train.context_noise, cfg.seed, log, trainer.step, device)
+    return heads
+
+
+@torch.no_grad()
+def evaluate(heads, model, tokenizer, held_out: tuple[np.ndarray, np.ndarray], context_noise: float, seed: int,
+             log, step: int, device) -> dict[str, float]:
+    """Next-action accuracy (arg-max of distance 0 against the scripted/collected action) on held-out clips."""
+    frames, actions = held_out
+    z1 = model.pack(tokenizer.encode(frames_to_float(frames, device)))
+    acts = torch.from_numpy(actions).to(device).long()
+    task = torch.full((z1.shape[0],), -1, dtype=torch.long, device=device)
+    h = agent_features(model, z1, acts, task, context_noise, torch.Generator(device=device).manual_seed(seed + 9))
+    terminals = torch.zeros(acts.shape[:2], dtype=torch.bool, device=device)
+    dist = heads.policy(h)
+    _, metrics = behaviour_cloning_loss(dist, acts, terminals)
+    figures = {"held_out_bc_nll": metrics["bc_nll"], "held_out_next_action_accuracy": metrics["bc_accuracy"]}
+    log.write("agent_eval", step, figures)
+    return figures

@@ -1,0 +1,79 @@
+"""Phase 3: imagination training. The policy acts inside the frozen world model; PMPO and TD(lambda) values.
+
+    heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+
+In:  the phase-2 dynamics model and heads (the policy head becomes the frozen prior here), the frozen tokenizer,
+     start contexts of imagination.train.context frames drawn from replay table data.ingest.table (one rollout per
+     context), held_out = (frames, actions) clips from unseen worlds for the evaluation.
+Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step.
+Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "step"}), metric lines of phase "imagination"
+     and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
+     of the trained policy and of the prior from the same held-out contexts and noise seed, and the KL to the prior.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from system.imagination.trajectory import ImaginedTrajectory
+from system.phases.frames import frames_to_float
+from system.run.progress import progress
+from system.training.checkpoint import load_checkpoint, save_checkpoint
+from system.training.imagination_trainer import ImaginationTrainer
+
+
+def imagined_return(traj: ImaginedTrajectory) -> float:
+    """Mean over rollouts of the predicted rewards of frames 1..H, counted while the rollout is alive."""
+    alive = np.cumprod(traj.continues > 0.5, axis=1)
+    return float((traj.rewards[:, 1:] * alive[:, :-1]).sum(1).mean())
+
+
+def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device):
+    section = cfg.imagination
+    trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3)
+    path = Path(run_dir) / "checkpoints" / "imagination.pt"
+    if path.exists():
+        trainer.load_state_dict(load_checkpoint(path, device))
+        print(f"imagination: resumed from {path} at step {trainer.step}")
+    tokenizer.eval().requires_grad_(False)
+    train = section.train
+    bar = progress(range(trainer.step, train.steps), "imagination", train.steps, trainer.step)
+    for step in bar:
+        batch = store.sample_contexts(cfg.data.ingest.table, train.batch_size, train.context)
+        with torch.no_grad():
+            z = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
+        actions = torch.from_numpy(batch.actions).to(device).long()
+        task = torch.from_numpy(batch.task_ids).to(device).long()
+        metrics = trainer.train_step(trainer.imagine(z, actions, task))
+        bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)
+        if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train.steps:
+            log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
+        if (step + 1) % section.checkpoint_every == 0:
+            save_checkpoint(path, trainer.state_dict())
+    bar.close()
+    save_checkpoint(path, trainer.state_dict())
+    evaluate(trainer, model, tokenizer, held_out, section.eval_contexts, cfg.seed, log, device)
+    return heads
+
+
+@torch.no_grad()
+def evaluate(trainer: ImaginationTrainer, model, tokenizer, held_out, contexts: int, seed: int, log,
+             device) -> dict[str, float]:
+    frames, actions = held_out
+    c = trainer.cfg.context
+    rows = np.arange(contexts) % len(frames)
+    z = model.pack(tokenizer.encode(frames_to_float(frames[rows, :c], device)))
+    acts = torch.from_numpy(actions[rows, :c]).to(device).long()
+    figures = {}
+    for name, policy in (("policy", None), ("prior", trainer.prior)):
+        trainer.generator.manual_seed(seed + 11)   # the same noise and action draws for both
+        traj = trainer.imagine(z, acts, policy=policy, argmax=trainer.cfg.argmax_eval)
+        figures[f"imagined_return_{name}"] = imagined_return(traj)
+        if policy is None:
+            h = torch.from_numpy(traj.agent[:, :-1]).to(device)
+            figures["kl_prior"] = float(trainer.heads.policy.act(h).kl(trainer.prior.act(h)).mean())
+    log.write("imagination_eval", trainer.step, figures)
+    return figures

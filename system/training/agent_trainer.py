@@ -1,0 +1,139 @@
+"""Phase 2 agent finetuning step (paper section 4, Eq. 9): BC + reward (+ continuation) with MTP, while the
+shortcut-forcing dynamics loss continues.
+
+    trainer = AgentTrainer(dynamics, heads, AgentTrainConfig(), shortcut_cfg, seed=0)
+    metrics = trainer.train_step(uniform, relevant)       # AgentBatch each, see below
+
+Data mixture (paper: 50% uniform sequences for the dynamics loss, 50% task-relevant ones for BC and reward):
+`uniform` rows train only the dynamics loss, `relevant` rows only the agent heads; the caller draws them from
+replay tables in the proportion `relevant_fraction`.
+Agent features: the relevant sequences are re-noised to the context level generation and acting read them at
+(generation.context_signal, d = d_min) and run through the dynamics model with their task ids; h_t of that
+pass feeds the heads (so heads train on the same features they read at test time). Gradients of BC and reward
+reach the transformer through the agent tokens only (nothing reads agent tokens, the latents are unaffected).
+Every term is divided by its own running RMS (detached; system/objectives/loss_norm.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from system.imagination.generation import context_signal
+from system.objectives.agent_losses import behaviour_cloning_loss, continuation_loss, reward_loss
+from system.objectives.loss_norm import RunningRMS
+from system.objectives.shortcut import ShortcutConfig, noise_latents, shortcut_loss
+from system.training.optim import make_optimizer, warmup_cosine
+
+
+@dataclass
+class AgentTrainConfig:
+    steps: int = 10_000            # paper: not given
+    batch_size: int = 16           # sequences per step, uniform + relevant
+    seq_len: int = 32              # steps per sequence; must cover L + 2 for the farthest MTP target
+    relevant_fraction: float = 0.5  # share of rows that are task-relevant (BC, reward); the rest dynamics (paper 0.5)
+    relevant_table: str = ""       # replay table of task-relevant sequences; empty: data.ingest.table
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    loss_rms_decay: float = 0.99
+    context_noise: float = 0.1     # agent features are read at this context level (as generation reads them)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.relevant_fraction < 1.0:
+            raise ValueError(f"relevant_fraction = {self.relevant_fraction} must lie strictly between 0 and 1 "
+                             "(both halves of the mixture need rows)")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size = {self.batch_size} must be >= 2 (uniform and relevant rows)")
+        if self.steps < 0 or self.seq_len < 2:
+            raise ValueError(f"steps = {self.steps} / seq_len = {self.seq_len}: need steps >= 0, seq_len >= 2")
+
+    def split(self) -> tuple[int, int]:
+        """(uniform rows, relevant rows), each at least 1."""
+        relevant = min(max(1, round(self.batch_size * self.relevant_fraction)), self.batch_size - 1)
+        return self.batch_size - relevant, relevant
+
+
+class AgentBatch(NamedTuple):
+    z1: torch.Tensor               # (B, T, N_z, D_z) clean packed latents
+    actions: torch.Tensor          # (B, T, A) int, -1 = unlabeled
+    rewards: torch.Tensor          # (B, T) float
+    terminals: torch.Tensor        # (B, T) bool
+    task: torch.Tensor             # (B,) int, -1 = no task
+
+
+def agent_features(model, z1: torch.Tensor, actions: torch.Tensor, task: torch.Tensor, context_noise: float,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """h (B, T, S_g, D) of clean latents re-noised to the context level (fresh noise)."""
+    b, t = z1.shape[:2]
+    tau = torch.full((b, t), context_signal(model.k_max, context_noise), device=z1.device)
+    d = torch.full((b, t), 1.0 / model.k_max, device=z1.device)
+    noise = torch.randn(z1.shape, generator=generator, device=z1.device, dtype=z1.dtype)
+    return model(noise_latents(z1, noise, tau), tau, d, actions, task).agent
+
+
+class AgentTrainer:
+    TERMS = ("dynamics", "bc", "reward", "continuation")
+
+    def __init__(self, model, heads, cfg: AgentTrainConfig, shortcut: ShortcutConfig, seed: int = 0,
+                 dynamics_step: int = 0):
+        """dynamics_step: the phase-1 step the dynamics continues from (the shortcut's bootstrap warm-up)."""
+        self.model, self.heads, self.cfg, self.shortcut = model, heads, cfg, shortcut
+        self.dynamics_step = dynamics_step
+        device = next(model.parameters()).device
+        trained = torch.nn.ModuleDict({"model": model, "policy": heads.policy, "reward": heads.reward})
+        if heads.continuation is not None:
+            trained["continuation"] = heads.continuation
+        self.optimizer = make_optimizer(trained, cfg.lr, cfg.weight_decay)
+        self.trained = trained
+        self.norms = torch.nn.ModuleDict({k: RunningRMS(cfg.loss_rms_decay) for k in self.TERMS}).to(device)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.step = 0
+
+    def losses(self, uniform: AgentBatch, relevant: AgentBatch) -> tuple[dict[str, torch.Tensor], dict]:
+        # the uniform half: shortcut forcing only, continuing phase 1's step count
+        dyn, metrics = shortcut_loss(self.model, uniform.z1, uniform.actions, self.shortcut,
+                                     self.dynamics_step + self.step,
+                                     self.generator, uniform.task)
+        h = agent_features(self.model, relevant.z1, relevant.actions, relevant.task, self.cfg.context_noise,
+                           self.generator)
+        bc, m_bc = behaviour_cloning_loss(self.heads.policy(h), relevant.actions, relevant.terminals)
+        rew, m_rew = reward_loss(self.heads.reward, h, relevant.rewards, relevant.terminals)
+        terms = {"dynamics": dyn, "bc": bc, "reward": rew}
+        metrics = {**{k: float(v) for k, v in metrics.items()}, **m_bc, **m_rew}
+        if self.heads.continuation is not None:
+            terms["continuation"], m_con = continuation_loss(self.heads.continuation, h, relevant.terminals)
+            metrics.update(m_con)
+        return terms, metrics
+
+    def train_step(self, uniform: AgentBatch, relevant: AgentBatch) -> dict[str, float]:
+        self.model.train()
+        self.heads.train()
+        cfg = self.cfg
+        lr = warmup_cosine(self.step, cfg.lr, cfg.warmup_steps, max(cfg.steps, 1), 0.1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        terms, metrics = self.losses(uniform, relevant)
+        total = sum(self.norms[name](loss) for name, loss in terms.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if cfg.grad_clip > 0:
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.trained.parameters(), cfg.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        metrics.update(step=self.step, lr=lr, loss=float(total.detach()))
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "heads": self.heads.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "loss_norm": self.norms.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.heads.load_state_dict(state["heads"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.norms.load_state_dict(state["loss_norm"])
+        self.step = int(state["step"])

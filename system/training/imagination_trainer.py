@@ -1,0 +1,167 @@
+"""Phase 3 imagination training (paper section 4, Eq. 10-11): the policy acts inside the frozen world model,
+the value head learns TD(lambda) returns, the policy learns with PMPO and a reverse KL to the frozen prior.
+
+    trainer = ImaginationTrainer(dynamics, heads, ImaginationTrainConfig(), generation_cfg, seed=0)
+    traj = trainer.imagine(context_z, context_actions, task)   # (B, T0, N_z, D_z), (B, T0, A) -> ImaginedTrajectory
+    metrics = trainer.train_step(traj)
+
+Imagination (one rollout per start context; the existing CachedSampler, K shortcut steps per frame, each finished
+frame re-noised to the context level): h_0 is the agent feature of the last context frame; for t < H the policy
+samples a_{t+1} on h_t, the sampler generates frame t+1 with it and returns h_{t+1}. Reward, continuation and
+slow-value heads annotate every h_t; log-probabilities under the acting policy and the prior are stored.
+The cache window is the dynamics' own context C (the window it was trained with), and start contexts may not
+be longer than C (checked by the config; ImaginationTrainer raises too).
+
+Training on a trajectory: continuation probabilities are made hard (c > 0.5: a predicted end is an end);
+returns from lambda_returns with the SLOW value head recomputed on the stored h_t; weights alive_weights(c)
+drop every step from a predicted terminal frame on. Value loss: two-hot cross entropy of the online value head
+on h_t (t < H) toward R_t, weighted. Policy: PMPO on the stored actions with A_t = R_t - v(h_t) (online value,
+detached) and beta * KL[pi || prior] exact. Only the policy and value heads train (the transformer, reward,
+continuation and prior are frozen); the slow value copy follows the online one after every step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from system.imagination.generation import CachedSampler, GenerationConfig, draw_noise
+from system.imagination.trajectory import ImaginedTrajectory
+from system.objectives.lambda_returns import alive_weights, lambda_returns
+from system.objectives.pmpo import pmpo_loss
+from system.training.optim import make_optimizer
+
+
+@dataclass
+class ImaginationTrainConfig:
+    steps: int = 1000              # policy updates (one imagined batch each); paper: not given
+    batch_size: int = 16           # start contexts = rollouts per update (one rollout per context)
+    context: int = 8               # real frames per start context; at most dynamics.model.transformer.context
+    horizon: int = 16              # imagined steps H (paper: not given; nicklashansen/dreamer4 16)
+    gamma: float = 0.997           # paper Eq. 10
+    lam: float = 0.95              # TD(lambda); paper: not given, 0.95 as nicklashansen/dreamer4
+    alpha: float = 0.5             # PMPO weight of the positive group (paper 0.5)
+    beta: float = 0.3              # reverse-KL weight to the frozen prior (paper 0.3)
+    policy_lr: float = 3e-5        # nicklashansen/dreamer4 (paper: not given)
+    value_lr: float = 3e-4
+    grad_clip: float = 1.0
+    argmax_eval: bool = False      # evaluation with the arg-max action instead of samples (checklist 27: off)
+
+    def __post_init__(self) -> None:
+        for key in ("batch_size", "context", "horizon"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} = {getattr(self, key)} must be >= 1")
+        for key in ("gamma", "lam", "alpha"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} = {getattr(self, key)} must lie in [0, 1]")
+        if self.beta < 0:
+            raise ValueError(f"beta = {self.beta} must be >= 0")
+
+
+class ImaginationTrainer:
+    def __init__(self, model, heads, cfg: ImaginationTrainConfig, generation: GenerationConfig, seed: int = 0):
+        window = model.cfg.transformer.context
+        if cfg.context > window:
+            raise ValueError(f"imagination context = {cfg.context} frames is longer than the dynamics window "
+                             f"dynamics.model.transformer.context = {window}")
+        self.model, self.heads, self.cfg, self.generation = model, heads, cfg, generation
+        model.requires_grad_(False).eval()
+        for frozen in (heads.reward, heads.continuation):
+            if frozen is not None:
+                frozen.requires_grad_(False)
+        # the prior is the frozen phase-2 policy: copied once, here, and never refreshed (checklist 23)
+        self.prior = copy.deepcopy(heads.policy).requires_grad_(False).eval()
+        self.optimizer = torch.optim.AdamW([
+            {"params": list(heads.policy.parameters()), "lr": cfg.policy_lr},
+            {"params": list(heads.value.parameters()), "lr": cfg.value_lr}], weight_decay=0.0, betas=(0.9, 0.95))
+        device = next(model.parameters()).device
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.step = 0
+        self._sampler: CachedSampler | None = None
+
+    def sampler(self, batch: int) -> CachedSampler:
+        if self._sampler is None or self._sampler.batch != batch:
+            param = next(self.model.parameters())
+            self._sampler = CachedSampler(self.model, self.generation, batch, param.device, param.dtype)
+        return self._sampler
+
+    @torch.no_grad()
+    def imagine(self, context_z: torch.Tensor, context_actions: torch.Tensor, task: torch.Tensor | None = None,
+                policy=None, argmax: bool = False) -> ImaginedTrajectory:
+        """Rollouts of horizon cfg.horizon from (B, T0) real contexts with `policy` (default: the online head)."""
+        policy = self.heads.policy if policy is None else policy
+        b, t0 = context_z.shape[:2]
+        if t0 > self.model.cfg.transformer.context:
+            raise ValueError(f"start context of {t0} frames exceeds the dynamics window "
+                             f"{self.model.cfg.transformer.context}")
+        horizon = self.cfg.horizon
+        sampler = self.sampler(b)
+        noise = draw_noise(b, t0, horizon, context_z.shape[2:], self.generator, context_z.device, context_z.dtype)
+        h = sampler.prefill(context_z, context_actions, noise.context, task)[:, -1]
+        t = torch.full((b,), t0, dtype=torch.long, device=context_z.device)
+        features, actions, logp, prior_logp = [h], [], [], []
+        for i in range(horizon):
+            dist = policy.act(h)
+            a = dist.mode() if argmax else dist.sample(self.generator)
+            actions.append(a)
+            logp.append(dist.log_prob(a))
+            prior_logp.append(self.prior.act(h).log_prob(a))
+            _, agent = sampler.step(t, a[:, None], noise.start[:, i:i + 1].contiguous(),
+                                    noise.renoise[:, i:i + 1].contiguous(), task)
+            h = agent[:, 0]
+            features.append(h)
+            t = t + 1
+        feats = torch.stack(features, 1)
+        heads = self.heads
+        continues = heads.continuation.predict(feats) if heads.continuation is not None else torch.ones(feats.shape[:2])
+
+        def host(x, dtype=np.float32):
+            return x.detach().float().cpu().numpy().astype(dtype) if dtype == np.float32 else \
+                x.detach().cpu().numpy().astype(dtype)
+        return ImaginedTrajectory(agent=host(feats), actions=host(torch.stack(actions, 1), np.int32),
+                                  log_probs=host(torch.stack(logp, 1)), prior_log_probs=host(torch.stack(prior_logp, 1)),
+                                  rewards=host(heads.reward.predict(feats)), continues=host(continues),
+                                  values=host(heads.slow_value.predict(feats)), policy_version=self.step)
+
+    def train_step(self, traj: ImaginedTrajectory) -> dict[str, float]:
+        cfg, heads = self.cfg, self.heads
+        device = next(heads.value.parameters()).device
+        h = torch.from_numpy(traj.agent).to(device)
+        actions = torch.from_numpy(traj.actions).to(device)
+        rewards = torch.from_numpy(traj.rewards).to(device)
+        continues = (torch.from_numpy(traj.continues).to(device) > 0.5).float()
+        slow_values = heads.slow_value.predict(h)
+        returns = lambda_returns(rewards, continues, slow_values, cfg.gamma, cfg.lam)       # (B, H)
+        weights = alive_weights(continues)
+        now = h[:, :-1]
+        value_logits = heads.value(now)
+        value_ce = heads.value.bins.cross_entropy(value_logits, returns)
+        value_loss = (weights * value_ce).sum() / weights.sum().clamp_min(1e-8)
+        advantage = returns - heads.value.bins.decode(value_logits.detach())
+        dist = heads.policy.act(now)
+        kl = dist.kl(self.prior.act(now))
+        policy_loss, metrics = pmpo_loss(dist.log_prob(actions), advantage, kl, weights, cfg.alpha, cfg.beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        (policy_loss + value_loss).backward()
+        params = list(heads.policy.parameters()) + list(heads.value.parameters())
+        if cfg.grad_clip > 0:
+            metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+        self.optimizer.step()
+        heads.slow_value.update(heads.value)
+        self.step += 1
+        metrics.update(value_ce=float(value_loss.detach()), imagined_return=float(returns[:, 0].mean()),
+                       imagined_reward=float((weights * rewards[:, 1:]).sum(1).mean()), step=self.step)
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {"heads": self.heads.state_dict(), "prior": self.prior.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.heads.load_state_dict(state["heads"])
+        self.prior.load_state_dict(state["prior"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])

@@ -1,0 +1,144 @@
+"""Learning checks of phase 2 on real Crafter: a small world model plus agent heads, trained for minutes on
+scripted-explorer episodes, (1) played live in Crafter the BC policy shows the explorer's behaviour far above
+the random policy, (2) on held-out episodes the reward head separates steps with and without reward."""
+
+import numpy as np
+import pytest
+import torch
+
+from system.data.collect import crafter_sources
+from system.data.config import CollectConfig
+from system.envs.action_space import crafter_action_space
+from system.envs.crafter_env import CrafterEnv
+from system.imagination.acting import LiveActor
+from system.imagination.generation import GenerationConfig
+from system.model.agent_heads import AgentHeads, AgentHeadsConfig
+from system.model.dynamics import Dynamics, DynamicsConfig
+from system.objectives.shortcut import ShortcutConfig
+from system.training.agent_trainer import AgentBatch, AgentTrainConfig, AgentTrainer, agent_features
+from system.training.batch_schedule import BatchScheduleConfig
+from system.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
+from tests.training.test_world_model_learning import net, train_tokenizer
+
+TRAIN_EPISODES, HELD_OUT_EPISODES, EPISODE_STEPS = 24, 12, 150
+DYNAMICS_STEPS, AGENT_STEPS, SEQ = 400, 400, 12
+LIVE_EPISODES, LIVE_STEPS = 20, 100
+
+
+def windows(episodes, z, rows, rng):
+    picks = [rng.integers(len(episodes)) for _ in range(rows)]
+    parts = []
+    for p in picks:
+        start = rng.integers(len(episodes[p].frames) - SEQ + 1)
+        e = episodes[p]
+        parts.append((z[p][start:start + SEQ], torch.from_numpy(e.actions[start:start + SEQ]).long(),
+                      torch.from_numpy(e.rewards[start:start + SEQ]).float(),
+                      torch.from_numpy(e.terminals[start:start + SEQ])))
+    z1, a, r, d = (torch.stack(x) for x in zip(*parts))
+    return AgentBatch(z1, a, r, d, torch.full((rows,), -1))
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a rewarded step scores above an unrewarded one (ties count half)."""
+    pos, neg = scores[labels], scores[~labels]
+    greater = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    return float(greater)
+
+
+def play(actor_or_none, world_seeds, seed):
+    """collect_wood success and return over live episodes; actor None = uniform random actions."""
+    rng = np.random.default_rng(seed)
+    envs = [CrafterEnv(size=(64, 64), seed=int(s), max_episode_steps=LIVE_STEPS) for s in world_seeds]
+    frames = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, world_seeds)])
+    last = torch.full((len(envs), 1), -1)
+    starts = torch.ones(len(envs), dtype=torch.bool)
+    wood, returns, alive = np.zeros(len(envs), bool), np.zeros(len(envs)), np.ones(len(envs), bool)
+    for _ in range(LIVE_STEPS):
+        if actor_or_none is None:
+            actions = torch.from_numpy(rng.integers(17, size=(len(envs), 1)))
+        else:
+            actions = actor_or_none.step(torch.from_numpy(frames), last, starts)
+        starts = torch.zeros_like(starts)
+        for i, env in enumerate(envs):
+            if not alive[i]:
+                continue
+            frame, reward, terminated, truncated, info = env.step(actions[i].numpy().astype(np.int32))
+            frames[i] = frame
+            returns[i] += reward
+            wood[i] |= info["achievements"]["collect_wood"] > 0
+            alive[i] = not (terminated or truncated)
+        last = actions
+    return wood, returns
+
+
+def learning_run(seed: int) -> dict[str, float]:
+    collect = CollectConfig(episodes=TRAIN_EPISODES, policy="scripted", seed=0, max_episode_steps=EPISODE_STEPS)
+    train = [s.read() for s in crafter_sources(collect)]
+    held = [s.read() for s in crafter_sources(CollectConfig(episodes=HELD_OUT_EPISODES, policy="scripted",
+                                                            seed=2_000_003, max_episode_steps=EPISODE_STEPS))]
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer(train, seed)
+    space = crafter_action_space()
+    cfg = DynamicsConfig(transformer=net(64, 4, 2, 16), latent_tokens=64, latent_dim=4, packed_tokens=32,
+                         registers=2, agent_tokens=1, num_tasks=1, k_max=16)
+    torch.manual_seed(seed)
+    model = Dynamics(cfg, space)
+
+    @torch.no_grad()
+    def latents(frames):
+        return model.pack(tokenizer.encode(torch.from_numpy(frames).float()[None] / 255)[0])
+
+    z_train = [latents(e.frames) for e in train]
+    shortcut = ShortcutConfig(bootstrap_warmup=DYNAMICS_STEPS // 2)
+    train_dynamics(model, z_train, [torch.from_numpy(e.actions).long() for e in train],
+                   DynamicsTrainConfig(shortcut=shortcut, lr=1e-3, warmup_steps=20, log_every=200,
+                                       schedule=BatchScheduleConfig(batch_size=8, short_length=8, long_length=16,
+                                                                    long_every=4)),
+                   steps=DYNAMICS_STEPS, seed=seed)
+    heads = AgentHeads(AgentHeadsConfig(hidden=128, mtp=8, bins=255), space.components, 1, 64)
+    agent_cfg = AgentTrainConfig(steps=AGENT_STEPS, batch_size=16, seq_len=SEQ, lr=1e-3, warmup_steps=20)
+    trainer = AgentTrainer(model, heads, agent_cfg, shortcut, seed=seed, dynamics_step=DYNAMICS_STEPS)
+    rng = np.random.default_rng(seed)
+    uniform_rows, relevant_rows = agent_cfg.split()
+    for _ in range(AGENT_STEPS):
+        trainer.train_step(windows(train, z_train, uniform_rows, rng), windows(train, z_train, relevant_rows, rng))
+    model.eval()
+    heads.eval()
+    figures = {}
+    with torch.no_grad():   # reward head on held-out episodes: distance 0 on h_t against r_t > 0.5
+        scores, labels = [], []
+        for e in held:
+            z = latents(e.frames)[None]
+            h = agent_features(model, z, torch.from_numpy(e.actions).long()[None], torch.full((1,), -1), 0.1,
+                               torch.Generator().manual_seed(seed))
+            scores.append(heads.reward.predict(h)[0].numpy())
+            labels.append(e.rewards > 0.5)
+        figures["reward_auc"] = auc(np.concatenate(scores), np.concatenate(labels))
+        figures["rewarded_steps"] = int(np.concatenate(labels).sum())
+    world_seeds = np.arange(LIVE_EPISODES) + 3_000_017
+    actor = LiveActor(model, heads.policy, GenerationConfig(sampling_steps=4), batch=LIVE_EPISODES,
+                      tokenizer=tokenizer, generator=torch.Generator().manual_seed(seed))
+    wood_bc, ret_bc = play(actor, world_seeds, seed)
+    wood_random, ret_random = play(None, world_seeds, seed)
+    figures.update(bc_wood_rate=float(wood_bc.mean()), random_wood_rate=float(wood_random.mean()),
+                   bc_return=float(ret_bc.mean()), bc_return_std=float(ret_bc.std()),
+                   random_return=float(ret_random.mean()), random_return_std=float(ret_random.std()))
+    return figures
+
+
+@pytest.mark.slow
+def test_bc_policy_collects_wood_far_more_often_than_random_and_reward_head_separates_rewarded_steps():
+    """Setup: 24 scripted-explorer episodes of 150 steps (seed 0); tokenizer 400 steps, dynamics 400 steps
+    (C = 16, K_max = 16), phase 2 400 steps (8 uniform + 8 relevant rows of 12 steps, MTP L = 8), seed 0.
+    Live: 20 Crafter worlds (seeds 3000017..), 100 steps each, sampled actions from the BC policy through
+    LiveActor, against uniform random actions in the same worlds.
+    Measure: share of episodes that unlock collect_wood; margin: BC at least 0.25 above random.
+    Reward head: AUC of its distance-0 prediction separating steps with reward > 0.5 (achievements) from the
+    rest on 12 held-out episodes; asserted > 0.75.
+    Measured (seed 0, 38 min on the loaded 2-core box): BC collect_wood 0.60 vs random 0.05 (passes, margin
+    0.55); return BC 2.86 +- 0.79 vs random 1.51 +- 1.15; reward AUC 0.55 on 47 rewarded steps: this check
+    FAILS at this budget (the reward head has not learned to separate rewarded steps)."""
+    f = learning_run(seed=0)
+    print({k: round(v, 4) for k, v in f.items()})
+    assert f["bc_wood_rate"] >= f["random_wood_rate"] + 0.25, f
+    assert f["reward_auc"] > 0.75, f

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from system.imagination.generation import GenerationConfig
+from system.imagination.trajectory import decode_trajectory, encode_trajectory
+from system.model.agent_heads import AgentHeads, AgentHeadsConfig
+from system.training.imagination_trainer import ImaginationTrainConfig, ImaginationTrainer
+from tests.helpers.dynamics import TOY_SPACE, one_thread, random_actions, tiny_model  # noqa: F401
+
+
+def make(**kw):
+    model = tiny_model(context=8)
+    heads = AgentHeads(AgentHeadsConfig(hidden=16, mtp=1, bins=31), TOY_SPACE.components, 1, 32)
+    with torch.no_grad():   # a reward head that says something, so advantages have both signs
+        torch.nn.init.normal_(heads.reward.outputs[0].weight, std=0.5)
+    cfg = ImaginationTrainConfig(batch_size=3, context=4, horizon=5, policy_lr=1e-2, value_lr=1e-2, **kw)
+    return model, heads, ImaginationTrainer(model, heads, cfg, GenerationConfig(sampling_steps=2), seed=0)
+
+
+def contexts(g):
+    return torch.randn(3, 4, 4, 8, generator=g), random_actions(3, 4, generator=g)
+
+
+def test_imagined_trajectory_shapes_and_bytes_round_trip():
+    _, _, trainer = make()
+    traj = trainer.imagine(*contexts(torch.Generator().manual_seed(0)))
+    assert traj.agent.shape == (3, 6, 1, 32) and traj.actions.shape == (3, 5, 3) and traj.values.shape == (3, 6)
+    assert traj.policy_version == 0
+    back = decode_trajectory(encode_trajectory(traj))
+    assert (back.actions == traj.actions).all() and (back.log_probs == traj.log_probs).all()
+    # the acting policy is the prior before any update
+    torch.testing.assert_close(torch.from_numpy(traj.log_probs), torch.from_numpy(traj.prior_log_probs))
+
+
+def test_only_policy_and_value_heads_train_and_the_prior_never_changes():
+    model, heads, trainer = make()
+    frozen = {f"model.{n}": p.clone() for n, p in model.named_parameters()}
+    frozen.update({f"reward.{n}": p.clone() for n, p in heads.reward.named_parameters()})
+    frozen.update({f"continuation.{n}": p.clone() for n, p in heads.continuation.named_parameters()})
+    prior = {n: p.clone() for n, p in trainer.prior.named_parameters()}
+    policy = {n: p.clone() for n, p in heads.policy.named_parameters()}
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        metrics = trainer.train_step(trainer.imagine(*contexts(g)))
+    assert {"pmpo_loss", "kl_prior", "value_ce"} <= set(metrics)
+    current = {f"model.{n}": p for n, p in model.named_parameters()}
+    current.update({f"reward.{n}": p for n, p in heads.reward.named_parameters()})
+    current.update({f"continuation.{n}": p for n, p in heads.continuation.named_parameters()})
+    assert all(torch.equal(current[n], p) for n, p in frozen.items())
+    assert all(torch.equal(dict(trainer.prior.named_parameters())[n], p) for n, p in prior.items())
+    assert any(not torch.equal(dict(heads.policy.named_parameters())[n], p) for n, p in policy.items())
+    assert metrics["kl_prior"] > 0
+    assert trainer.imagine(*contexts(g)).policy_version == 3
+
+
+def test_a_start_context_longer_than_the_dynamics_window_is_an_error():
+    model = tiny_model(context=4)
+    heads = AgentHeads(AgentHeadsConfig(hidden=8, mtp=0, bins=11), TOY_SPACE.components, 1, 32)
+    with pytest.raises(ValueError, match="context = 6 .* dynamics.model.transformer.context = 4"):
+        ImaginationTrainer(model, heads, ImaginationTrainConfig(context=6), GenerationConfig())
+
+
+def test_no_value_or_policy_loss_after_a_predicted_end():
+    _, heads, trainer = make()
+    traj = trainer.imagine(*contexts(torch.Generator().manual_seed(2)))
+    import dataclasses
+    import numpy as np
+    continues = np.ones_like(traj.continues)
+    continues[:, 2] = 0.0       # frame 2 predicted terminal: steps 2.. carry no loss
+    ended = dataclasses.replace(traj, continues=continues)
+    scrambled = dataclasses.replace(ended, actions=np.concatenate([traj.actions[:, :2],
+                                                                   (traj.actions[:, 2:] + 1) % 2], 1))
+    state = {k: v.clone() for k, v in heads.state_dict().items()}
+    opt = trainer.optimizer.state_dict()
+    trainer.train_step(ended)
+    after_ended = {k: v.clone() for k, v in heads.policy.state_dict().items()}
+    heads.load_state_dict(state)
+    trainer.optimizer.load_state_dict(opt)
+    trainer.train_step(scrambled)
+    for k, v in heads.policy.state_dict().items():
+        torch.testing.assert_close(v, after_ended[k])
