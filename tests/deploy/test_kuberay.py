@@ -98,6 +98,19 @@ def test_ray_sees_what_kubernetes_gives_each_worker_and_bounds_are_ordered():
     assert one("RayCluster")["spec"]["enableInTreeAutoscaling"] is True
 
 
+def test_shared_memory_holds_each_pods_object_store():
+    """Ray sizes its object store at 30% of the pod's memory in /dev/shm; a smaller /dev/shm makes it fall back
+    to a disk-backed store."""
+    spec = one("RayCluster")["spec"]
+    for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+        volumes = {v["name"]: v for v in group["template"]["spec"]["volumes"]}
+        container = ray_container(group)
+        shm = [m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm"]
+        assert shm, f"group {group.get('groupName', 'head')}: no /dev/shm volume"
+        size = quantity(volumes[shm[0]["name"]]["emptyDir"]["sizeLimit"])
+        assert size >= 0.3 * quantity(container["resources"]["limits"]["memory"]), group.get("groupName", "head")
+
+
 def test_sizing_matches_configs_minerl_yaml():
     cfg = minerl_config()
     groups = {g["groupName"]: g for g in one("RayCluster")["spec"]["workerGroupSpecs"]}
