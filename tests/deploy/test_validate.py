@@ -159,3 +159,18 @@ def test_strict_closes_listed_objects_and_keeps_open_ones_open():
 def test_vendored_crds_are_the_shared_reference_copies_unchanged(name):
     vendored = ROOT / "deploy" / "kuberay" / "crds" / name
     assert vendored.read_bytes() == (SHARED_CRDS / name).read_bytes(), f"{vendored} differs from {SHARED_CRDS / name}"
+
+
+def test_the_secrets_docs_deploy_md_creates_are_valid_and_a_broken_one_is_not():
+    """No Secret is shipped (their values never enter the repo); the ones the guide's `kubectl create secret`
+    lines make are checked as the objects kubectl would send, and a non-string value fails."""
+    import re
+
+    lines = re.findall(r"kubectl create secret generic (\S+) --from-literal=(\w+)=", (ROOT / "docs" / "deploy.md").read_text())
+    assert {name for name, _ in lines} >= {"dreamer4-redis", "dreamer4-ray-token"}
+    for name, key in lines:
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
+                  "stringData": {key: "0123abcd"}}
+        assert validate.validate_document(secret) == [], name
+    broken = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}, "stringData": {"password": 1234}}
+    assert "stringData.password" in validate.validate_document(broken)[0]
