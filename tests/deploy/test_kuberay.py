@@ -9,22 +9,19 @@ GPU worker to land on; Redis holds replay.tables at the configured capacity in m
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 from pathlib import Path
 
 import pytest
 
+from deploy import validate
 from system.run.config import load
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERAY = ROOT / "deploy" / "kuberay"
 FRAME_BYTES = 3  # uint8 RGB, per pixel
 
-_spec = importlib.util.spec_from_file_location("deploy_validate", ROOT / "deploy" / "validate.py")
-validate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(validate)
 
 
 def documents() -> list[dict]:

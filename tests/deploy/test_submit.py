@@ -3,7 +3,6 @@ with token auth on (the ray_head fixture: its own temp dir and token; only its p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,20 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from deploy import submit
 from tests.helpers.ray_head import run_when_agent_is_up
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBMIT = ROOT / "deploy" / "submit.py"
 
 
-def _load_submit():
-    spec = importlib.util.spec_from_file_location("deploy_submit", SUBMIT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-submit = _load_submit()
 
 
 def _runtime_env(command: list[str]) -> dict:

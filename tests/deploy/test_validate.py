@@ -8,26 +8,16 @@ must each fail with a message that names the file, the document and the field; t
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from deploy import validate  # deploy/ is a plain folder of scripts, imported from the repo root
+
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CRDS = ROOT.parent / "shared" / "kuberay" / "crds"
-
-
-def _load_validate():
-    spec = importlib.util.spec_from_file_location("deploy_validate", ROOT / "deploy" / "validate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("deploy_validate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-validate = _load_validate()
 
 
 def _doc(file: str, kind: str) -> dict:
