@@ -36,10 +36,13 @@ class RayHead:
     client_env: dict     # os.environ with RAY_AUTH_MODE=token and this cluster's RAY_AUTH_TOKEN, no RAY_ADDRESS
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct ports free right now (all sockets held open together, so no two are the same)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 def _opens_a_file_in(entry: Path, directory: str) -> bool:
@@ -85,15 +88,21 @@ def stop_cluster(temp_dir: str, token: str) -> None:
 def start_ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
     temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     token = secrets.token_hex(16)
-    dashboard = free_port()
+    # Every port Ray would otherwise take from a fixed default (client server 10001, dashboard agent 52365, ...):
+    # another Ray on the host (a parallel test run) holding one of them stops this head's job agent from starting.
+    gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics, node_manager, object_manager = free_ports(9)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     env.pop("RAY_ADDRESS", None)
     env.pop("RAY_AUTH_TOKEN_PATH", None)
     try:
         start = subprocess.run(
             [str(BIN / "ray"), "start", "--head", f"--temp-dir={temp_dir}", f"--num-cpus={num_cpus}",
-             f"--port={free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-             "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
+             f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+             f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
+             f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}",
+             f"--metrics-export-port={metrics}", f"--node-manager-port={node_manager}",
+             f"--object-manager-port={object_manager}", "--disable-usage-stats"],
+            env=env, capture_output=True, text=True, timeout=180)
         assert start.returncode == 0, start.stderr[-2000:]
         yield RayHead(f"http://127.0.0.1:{dashboard}", token, temp_dir, env)
     finally:
@@ -101,12 +110,12 @@ def start_ray_head(num_cpus: int = 2) -> Iterator[RayHead]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def run_when_agent_is_up(command: list[str], attempts: int = 30, **kwargs) -> subprocess.CompletedProcess:
+def run_when_agent_is_up(command: list[str], wait_s: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """Runs a job-submitting command, again while the head's job agent is still coming up (it starts a little
-    after `ray start` returns and answers 'No available agent to submit job' until then)."""
-    for _ in range(attempts):
+    after `ray start` returns and answers 'No available agent to submit job' until then), for up to wait_s."""
+    deadline = time.monotonic() + wait_s
+    while True:
         result = subprocess.run(command, capture_output=True, text=True, **kwargs)
-        if "No available agent to submit job" not in result.stdout + result.stderr:
+        if "No available agent to submit job" not in result.stdout + result.stderr or time.monotonic() > deadline:
             return result
         time.sleep(2)
-    return result
