@@ -121,3 +121,13 @@ def local_ray():
     yield ray
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """One `ray start --head` per test module (tests/helpers/ray_head.py): own temp dir, own token, auth on;
+    only its own processes are stopped at the end."""
+    from tests.helpers.ray_head import start_ray_head
+
+    with start_ray_head(num_cpus=2) as head:
+        yield head

@@ -166,6 +166,10 @@ def test_test_files_mirror_the_modules_they_test():
         module = path.stem.removeprefix("test_")
         if len(rel.parts) == 2:          # tests/test_main.py -> system/main.py
             target = ROOT / "system" / f"{module}.py"
+        elif rel.parts[1] == "deploy":   # tests/deploy/test_x.py -> deploy/x.py, deploy/x/ or deploy/X (Dockerfile)
+            if not any(p.name.lower().removesuffix(".py") == module for p in (ROOT / "deploy").iterdir()):
+                misplaced.append(f"{rel}: nothing named {module} in deploy/")
+            continue
         else:                            # tests/<package>/test_<module>.py -> system/<package>/<module>.py
             target = ROOT / "system" / rel.parts[1] / f"{module}.py"
         if not target.exists():
