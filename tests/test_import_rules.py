@@ -166,6 +166,8 @@ def test_test_files_mirror_the_modules_they_test():
         module = path.stem.removeprefix("test_")
         if len(rel.parts) == 2:          # tests/test_main.py -> system/main.py
             target = ROOT / "system" / f"{module}.py"
+        elif rel.parts[1] in ("actors", "learners"):   # tests/actors/test_x.py -> actors/x.py (the Ray shells)
+            target = ROOT / rel.parts[1] / f"{module}.py"
         else:                            # tests/<package>/test_<module>.py -> system/<package>/<module>.py
             target = ROOT / "system" / rel.parts[1] / f"{module}.py"
         if not target.exists():
