@@ -11,8 +11,9 @@ What it runs today (the Ray runtime comes with a later issue):
      MTP) while the dynamics loss continues (checkpoints/agent.pt);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
      phase-2 policy as the frozen prior (checkpoints/imagination.pt);
-  6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py)
-     into eval.json and a metrics line of phase "eval"; the policy version is its number of phase-3 updates.
+  6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
+     with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
+     line of phase "eval"; the policy version is its number of phase-3 updates.
 Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
 """
 
@@ -108,8 +109,12 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
                                 device)
         heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
-        summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, cfg.imagination.train.steps, run_dir, log,
-                                      device)
+        version = cfg.imagination.train.steps
+        if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
+            from system.runtime.service_eval import evaluate_through_service
+            summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+        else:
+            summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
         if summary is not None:
             console.print(f"eval: {summary['episodes']} live episodes, return {summary['mean_return']:.2f} "
                           f"+- {summary['std_return']:.2f}, Crafter score {summary['score']:.2f} -> eval.json")

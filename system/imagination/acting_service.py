@@ -58,8 +58,9 @@ class ActingService:
             raise ValueError(f"the acting service needs slots >= 1, got {slots}")
         self.tokenizer, self.dynamics, self.policy = tokenizer.eval(), dynamics.eval(), policy.eval()
         self.slots, self.seed, self.version = slots, seed, 0
+        device = next(dynamics.parameters()).device
         self.actor = LiveActor(dynamics, policy, generation, batch=slots, tokenizer=tokenizer, argmax=argmax,
-                               generator=torch.Generator().manual_seed(seed))
+                               generator=torch.Generator(device=device).manual_seed(seed))
         self.free = list(range(slots))                  # a heap: the lowest free slot goes first
         self.fresh: set[int] = set()                    # opened, first frame not seen yet
         self.frames: dict[int, int] = {}                # open slot -> frames admitted this episode

@@ -1,16 +1,19 @@
 """Live evaluation: the current policy plays real Crafter episodes; returns, achievements, score -> eval.json.
 
-    summary = play_episodes(actor, make_env, episodes=20)            # any LiveActor (batch = envs played at once)
+    summary = play_episodes(service, make_env, episodes=20, envs=4)
     summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
 
-play_episodes steps `actor.batch` envs together, each episode in its own LiveActor slot (rows): every step the
-live slots' frames (n, H, W, 3) uint8 and the actions that produced them (n, A) go in, the next actions (n, A)
-come out; a finished episode frees its slot for the next one until `episodes` have started. Env k of the batch
-is CrafterEnv(seed = eval_seed(cfg) + k) and plays its episodes in that world sequence, so a rerun sees the same
-worlds. Out: {"episodes", "mean_return", "std_return", "min_return", "max_return", "mean_length", "score",
-"success_rates" {achievement: percent of episodes}, "returns", "lengths"}; run_live_evaluation adds
-"policy_version", "argmax", "max_steps" and writes it to run_dir/eval.json and one metrics.jsonl line
-(phase "eval": the scalars and success_<achievement>).
+`service` is an ActingService (system/imagination/acting_service.py, in this process) or anything with its
+methods open_episode(seed) -> slot, act([ActRequest]) -> [ActResult], close_episode(slot): the world-model
+service actor behind system/runtime/service_eval.py. `envs` episodes run at once, each in its own slot: every
+step the live episodes' frames (H, W, 3) uint8 and the actions that produced them (A,) go in as one act batch,
+their next actions come out; a finished episode frees its slot and its env starts the next episode until
+`episodes` have started. Env k is CrafterEnv(seed = eval_seed(cfg.seed) + k) and episode j's context noise is
+seeded with eval_seed(cfg.seed) + j, so with arg-max actions a rerun, in process or through the service, plays
+the same episodes. Out: {"episodes", "mean_return", "std_return", "min_return", "max_return", "mean_length",
+"score", "success_rates" {achievement: percent of episodes}, "returns", "lengths", "policy_version" (the weights
+version that chose the last action)}; write_evaluation adds the settings, writes run_dir/eval.json and one
+metrics.jsonl line (phase "eval": the scalars and success_<achievement>).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 
 from system.envs.crafter_env import CrafterEnv
 from system.envs.crafter_score import CrafterStats
-from system.imagination.acting import LiveActor
+from system.imagination.acting_service import ActingService, ActRequest
 
 EVAL_SEED_OFFSET = 2_000_003  # evaluation worlds: neither training (seed) nor held-out (seed + 1_000_003) ones
 
@@ -33,72 +36,73 @@ def eval_seed(seed: int) -> int:
     return seed + EVAL_SEED_OFFSET
 
 
-@torch.no_grad()
-def play_episodes(actor: LiveActor, make_env: Callable[[int], object], episodes: int) -> dict:
-    n = actor.batch
-    envs = [make_env(k) for k in range(min(n, episodes))]
-    stats, started = CrafterStats(), 0
-    frames: list = [None] * len(envs)
-    last = np.full((len(envs), len(actor.policy.kinds)), -1, dtype=np.int64)
-    starts = np.zeros(len(envs), dtype=bool)
-    live = [False] * len(envs)
-    for k, env in enumerate(envs):
-        frames[k], _ = env.reset()
-        live[k], starts[k] = True, True
+def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int, envs: int, seed: int = 0) -> dict:
+    envs = [make_env(k) for k in range(min(envs, episodes))]
+    stats, started, version = CrafterStats(), 0, 0
+    frames, slots, last = [None] * len(envs), [None] * len(envs), [None] * len(envs)
+
+    def start(k: int) -> None:
+        nonlocal started
+        frames[k], _ = envs[k].reset()
+        slots[k] = service.open_episode(seed=seed + started)
+        last[k] = np.full(len(envs[k].action_spec.components), -1, dtype=np.int64)
         started += 1
-    while any(live):
-        rows = [k for k in range(len(envs)) if live[k]]
-        actions = actor.step(torch.from_numpy(np.stack([frames[k] for k in rows])), torch.from_numpy(last[rows]),
-                             torch.from_numpy(starts[rows]), rows=torch.tensor(rows)).cpu().numpy()
-        for i, k in enumerate(rows):
-            frames[k], _, terminated, truncated, info = envs[k].step(actions[i])
-            last[k], starts[k] = actions[i], False
+
+    for k in range(len(envs)):
+        start(k)
+    while any(slot is not None for slot in slots):
+        live = [k for k in range(len(envs)) if slots[k] is not None]
+        results = service.act([ActRequest(slots[k], frames[k], last[k]) for k in live])
+        for k, result in zip(live, results):
+            frames[k], _, terminated, truncated, info = envs[k].step(result.action)
+            last[k], version = result.action, max(version, result.version)
             if terminated or truncated:
                 stats.add(info["episode"])
-                if started < episodes:  # the slot's next episode
-                    frames[k], _ = envs[k].reset()
-                    last[k], starts[k] = -1, True
-                    started += 1
-                else:
-                    live[k] = False
+                service.close_episode(slots[k])
+                slots[k] = None
+                if started < episodes:  # this env's next episode
+                    start(k)
     summary = stats.summary()
     returns = np.array(stats.returns)
     summary.update(std_return=float(returns.std()), min_return=float(returns.min()), max_return=float(returns.max()),
-                   returns=stats.returns, lengths=stats.lengths)
+                   returns=stats.returns, lengths=stats.lengths, policy_version=version)
+    return summary
+
+
+def crafter_eval_envs(cfg) -> Callable[[int], CrafterEnv]:
+    if cfg.env.name != "crafter":
+        raise ValueError(f"eval.episodes = {cfg.eval.episodes} with env.name = {cfg.env.name!r}: the live evaluator "
+                         "plays Crafter only so far (set eval.episodes=0)")
+    return lambda k: CrafterEnv(size=tuple(cfg.data.ingest.size), seed=eval_seed(cfg.seed) + k,
+                                max_episode_steps=cfg.eval.max_steps)
+
+
+def write_evaluation(cfg, summary: dict, run_dir: Path, log, step: int) -> dict:
+    summary.update(argmax=cfg.eval.argmax, max_steps=cfg.eval.max_steps)
+    Path(run_dir, "eval.json").write_text(json.dumps(summary, indent=1) + "\n")
+    scalars = {k: summary[k] for k in ("episodes", "mean_return", "std_return", "min_return", "max_return",
+                                       "mean_length", "score", "policy_version")}
+    scalars.update({f"success_{name}": rate for name, rate in summary["success_rates"].items()})
+    log.write("eval", step, scalars)
     return summary
 
 
 def run_live_evaluation(cfg, tokenizer, dynamics, heads, version: int, run_dir: Path, log, device) -> dict | None:
+    """In this process: an ActingService over the given models, weights version `version`."""
     section = cfg.eval
     if section.episodes == 0:
         return None
-    if cfg.env.name != "crafter":
-        raise ValueError(f"eval.episodes = {section.episodes} with env.name = {cfg.env.name!r}: the live evaluator "
-                         "plays Crafter only so far (set eval.episodes=0)")
-    tokenizer.eval()
-    dynamics.eval()
-    heads.eval()
-    actor = LiveActor(dynamics, heads.policy, cfg.dynamics.generation, batch=min(section.envs, section.episodes),
-                      tokenizer=tokenizer, argmax=section.argmax,
-                      generator=torch.Generator(device=device).manual_seed(eval_seed(cfg.seed)))
-
-    def make_env(k: int) -> CrafterEnv:
-        return CrafterEnv(size=tuple(cfg.data.ingest.size), seed=eval_seed(cfg.seed) + k,
-                          max_episode_steps=section.max_steps)
-
+    make_env = crafter_eval_envs(cfg)
+    service = ActingService(tokenizer, dynamics, heads.policy, cfg.dynamics.generation,
+                            slots=min(section.envs, section.episodes), argmax=section.argmax, seed=eval_seed(cfg.seed))
+    service.version = int(version)  # the models are already loaded: name their version without a reload
     # One frame per episode per step is a tiny batch: on CPU, intra-op threads only add hand-offs (0.03 s vs
     # 0.6 s per smoke-size encode with 2 threads on a busy 2-core box), so acting runs on one thread.
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)
     try:
-        summary = play_episodes(actor, make_env, section.episodes)
+        summary = play_episodes(service, make_env, section.episodes, section.envs, seed=eval_seed(cfg.seed))
     finally:
         torch.set_num_threads(threads)
-    summary.update(policy_version=int(version), argmax=section.argmax, max_steps=section.max_steps)
-    Path(run_dir, "eval.json").write_text(json.dumps(summary, indent=1) + "\n")
-    scalars = {k: summary[k] for k in ("episodes", "mean_return", "std_return", "min_return", "max_return",
-                                       "mean_length", "score")}
-    scalars.update({f"success_{name}": rate for name, rate in summary["success_rates"].items()})
-    log.write("eval", version, scalars)
-    return summary
+    return write_evaluation(cfg, summary, run_dir, log, version)

@@ -10,7 +10,7 @@ import torch
 
 from system.envs.crafter_env import CrafterEnv
 from system.envs.crafter_score import CRAFTER_ACHIEVEMENTS
-from system.imagination.acting import LiveActor
+from system.imagination.acting_service import ActingService
 from system.phases.live_eval import play_episodes, run_live_evaluation
 from system.run.config import load
 from system.run.typed_config import ConfigError
@@ -28,10 +28,10 @@ class Log:
 
 def test_more_episodes_than_envs_each_episode_counted_once_and_capped_at_max_steps():
     tokenizer, dynamics, heads = tiny_models()
-    actor = LiveActor(dynamics, heads.policy, GENERATION, batch=2, tokenizer=tokenizer,
-                      generator=torch.Generator().manual_seed(0))
-    summary = play_episodes(actor, lambda k: CrafterEnv(seed=50 + k, max_episode_steps=6), episodes=3)
+    service = ActingService(tokenizer, dynamics, heads.policy, GENERATION, slots=2)
+    summary = play_episodes(service, lambda k: CrafterEnv(seed=50 + k, max_episode_steps=6), episodes=3, envs=2)
     assert summary["episodes"] == 3 and len(summary["returns"]) == 3
+    assert service.live_episodes() == 0 and service.episodes == 3  # every episode had a slot, then freed it
     assert all(1 <= n <= 6 for n in summary["lengths"])
     assert summary["std_return"] == pytest.approx(float(np.std(summary["returns"])))
     assert set(summary["success_rates"]) == set(CRAFTER_ACHIEVEMENTS)
@@ -48,6 +48,7 @@ def test_run_live_evaluation_writes_eval_json_and_a_metrics_line(tmp_path):
     assert {"mean_return", "std_return", "score", "success_rates", "returns", "argmax", "max_steps"} <= set(written)
     [(phase, step, scalars)] = log.lines
     assert phase == "eval" and step == 7 and scalars["episodes"] == 2 and "success_collect_wood" in scalars
+    assert scalars["policy_version"] == 7
     # the same worlds and seeds again: the same episodes
     again = run_live_evaluation(cfg, tokenizer, dynamics, heads, 7, tmp_path, log, torch.device("cpu"))
     assert again["returns"] == summary["returns"]
