@@ -43,6 +43,7 @@ class ServiceSpec:
     argmax: bool = False           # arg-max actions instead of samples (evaluation, tests)
     seed: int = 0
     threads: int = 0               # torch intra-op threads of the compute thread; 0: torch's default
+    device: str = "cpu"            # "cuda" with .options(num_gpus=1) (not run yet: no GPU in the tests)
 
 
 class WorldModelServiceShell:
@@ -52,8 +53,10 @@ class WorldModelServiceShell:
         torch.manual_seed(spec.seed)  # the weights come with set_weights; this only makes version 0 repeatable
         heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
                            spec.dynamics.transformer.dim)
-        self.service = ActingService(Tokenizer(spec.tokenizer), Dynamics(spec.dynamics, spec.action_space),
-                                     heads.policy, spec.generation, spec.slots, spec.argmax, spec.seed)
+        device = torch.device(spec.device)
+        self.service = ActingService(Tokenizer(spec.tokenizer).to(device),
+                                     Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy.to(device),
+                                     spec.generation, spec.slots, spec.argmax, spec.seed)
         self.batcher = RequestBatcher(self.service.act_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
                                       key=lambda request: request.slot)
 
