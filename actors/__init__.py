@@ -1,7 +1,6 @@
-"""Ray actors that act (not built yet; they come with the Ray runtime issue).
+"""Ray actors that act: thin shells around `system/` objects (logic lives in `system/`).
 
-Planned, per docs/architecture.md and the design notes: env actors (vectors of gymnasium envs writing chunks to
-the replay store), the world-model service (batched inference with per-episode KV caches,
-`system.imagination.generation`), imagination workers, and the evaluator. Each is a thin shell around a
-`system/` object; logic lives in `system/`.
+Built: crafter_env_runner (RLlib env runners writing replay chunks), behavior_module (the random RLModule they
+act with), world_model_service (batched `act` over per-episode KV-cache slots, versioned weights). Planned:
+the acting RLModule that calls the service, imagination workers. See docs/architecture.md, "Runtime".
 """

@@ -1,11 +1,17 @@
-"""Env steps/s through N RLlib env runner actors (chunks into a real redis-server) vs one raw Crafter env.
+"""Env steps/s through N RLlib env runner actors (chunks into a real redis-server) vs one raw Crafter env; and the
+world-model service's act latency and batch fill under 1, 4, 16 concurrent callers.
 
     python benchmarks/actors.py --runners 2 --envs 2 --steps 2000
+    python benchmarks/actors.py --part service --callers 1,4,16 --acts 20
 
 Baseline, in the same run: single-process `CrafterEnv.step` with uniform random actions (no Ray, no replay).
 Through the runners: `system/runtime/collection.py` driving N runners, each stepping `--envs` envs and writing
-every fragment with `add_many` before answering; the clock starts after the runners are up. Prints one JSON
-object last: name, config, device, figures, ratio vs the named baseline.
+every fragment with `add_many` before answering; the clock starts after the runners are up.
+Service (`--part service`): one WorldModelService actor with the smoke config's models (random weights: latency
+does not depend on them), max_batch 16, a `--max-wait-ms` gathering window (2 ms), one torch thread; N caller
+threads in the driver each play one episode of `--acts` real Crafter frames (act, wait, act) through it. Figures per N: act
+latency p50/p99 seen by the caller (Ray round trip included) and the mean batch size, fill = mean batch / N.
+Prints one JSON object last: name, config, device, figures, ratio vs the named baseline.
 """
 
 from __future__ import annotations
@@ -46,14 +52,75 @@ def raw_steps_per_s(steps: int, max_episode_steps: int) -> float:
     return steps / (time.perf_counter() - start)
 
 
+def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
+    import threading
+
+    from actors.world_model_service import ServiceSpec, WorldModelService
+    from system.envs.action_space import crafter_action_space
+    from system.run.config import load
+
+    cfg = load(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")])
+    env = CrafterEnv(size=(64, 64), seed=0)
+    frames = [env.reset()[0]] + [env.step(int(a))[0] for a in np.random.default_rng(0).integers(17, size=acts - 1)]
+    figures = {}
+    for n in callers:
+        spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
+                           cfg.dynamics.generation, slots=max(callers), max_batch=16, max_wait_ms=max_wait_ms,
+                           threads=1)
+        service = WorldModelService.remote(spec)
+        ray.get(service.stats.remote())  # built before the clock starts
+        latencies: list[float] = []
+
+        def caller(k: int) -> None:
+            slot, last = ray.get(service.open_episode.remote(seed=k)), np.array([-1])
+            for t in range(acts):
+                start = time.perf_counter()
+                last, _, _ = ray.get(service.act.remote(slot, frames[t], last, frame_index=t))
+                latencies.append(time.perf_counter() - start)
+            ray.get(service.close_episode.remote(slot))
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=caller, args=(k,)) for k in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = time.perf_counter() - start
+        stats = ray.get(service.stats.remote())
+        ray.kill(service)
+        figures[f"callers_{n}"] = {"act_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+                                   "act_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+                                   "mean_batch": round(stats["mean_batch"], 2),
+                                   "fill": round(stats["mean_batch"] / n, 3),
+                                   "acts_per_s": round(n * acts / seconds, 1)}
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--part", choices=["runners", "service"], default="runners")
+    parser.add_argument("--callers", default="1,4,16", help="service: concurrent callers, comma-separated")
+    parser.add_argument("--acts", type=int, default=20, help="service: act calls per caller")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="service: gathering window")
     parser.add_argument("--runners", type=int, default=2)
     parser.add_argument("--envs", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--steps-per-call", type=int, default=200)
     parser.add_argument("--max-episode-steps", type=int, default=200)
     args = parser.parse_args()
+    device = f"cpu x{os.cpu_count()} ({platform.machine()}), no GPU"
+    if args.part == "service":
+        work = tempfile.mkdtemp(prefix="bench-", dir="/tmp")
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 _temp_dir=os.path.join(work, "ray"), log_to_driver=False)
+        try:
+            figures = service_figures([int(n) for n in args.callers.split(",")], args.acts, args.max_wait_ms)
+        finally:
+            ray.shutdown()
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps({"name": "world_model_service", "config": vars(args), "device": device,
+                          "figures": figures, "baseline": "1 caller (no batching possible)", "ratio": None}))
+        return
 
     raw = raw_steps_per_s(args.steps // 2, args.max_episode_steps)
     work = tempfile.mkdtemp(prefix="bench-", dir="/tmp")
@@ -73,7 +140,7 @@ def main() -> None:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)
     result = {"name": "env_runners", "config": vars(args),
-              "device": f"cpu x{os.cpu_count()} ({platform.machine()}), no GPU",
+              "device": device,
               "figures": {"runners_env_steps_per_s": round(report.env_steps_per_s, 1),
                           "raw_env_steps_per_s": round(raw, 1), "env_steps": report.env_steps,
                           "chunks": len(report.chunks)},

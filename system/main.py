@@ -10,7 +10,10 @@ What it runs today (the Ray runtime comes with a later issue):
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
      MTP) while the dynamics loss continues (checkpoints/agent.pt);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
-     phase-2 policy as the frozen prior (checkpoints/imagination.pt).
+     phase-2 policy as the frozen prior (checkpoints/imagination.pt);
+  6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
+     with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
+     line of phase "eval"; the policy version is its number of phase-3 updates.
 Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
 """
 
@@ -28,6 +31,7 @@ from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
 from system.data.ingest import crafter_ingest_sources
 from system.envs.action_space import crafter_action_space
+from system.phases.live_eval import run_live_evaluation
 from system.phases.train_agent import run_agent_phase
 from system.phases.train_dynamics import run_dynamics_phase
 from system.phases.train_imagination import run_imagination_phase
@@ -104,7 +108,16 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
         heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
                                 device)
-        run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        version = cfg.imagination.train.steps
+        if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
+            from system.runtime.service_eval import evaluate_through_service
+            summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+        else:
+            summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
+        if summary is not None:
+            console.print(f"eval: {summary['episodes']} live episodes, return {summary['mean_return']:.2f} "
+                          f"+- {summary['std_return']:.2f}, Crafter score {summary['score']:.2f} -> eval.json")
     finally:
         store.close()
         log.close()

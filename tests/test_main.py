@@ -18,7 +18,8 @@ TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wa
         "agent.train.steps=2", "agent.checkpoint_every=2", "agent.train.batch_size=2", "agent.train.seq_len=4",
         "agent.heads.hidden=16", "agent.heads.mtp=2", "agent.heads.bins=31",
         "imagination.train.steps=2", "imagination.train.batch_size=2", "imagination.train.context=2",
-        "imagination.train.horizon=3", "imagination.eval_contexts=2"]
+        "imagination.train.horizon=3", "imagination.eval_contexts=2",
+        "eval.episodes=2", "eval.envs=2", "eval.max_steps=10"]
 
 
 def test_main_job_leaves_the_run_directory_contract(tmp_path):
@@ -50,6 +51,14 @@ def test_main_job_leaves_the_run_directory_contract(tmp_path):
     assert len(evaluation) == 1 and {"imagined_return_policy", "imagined_return_prior", "kl_prior"} <= set(evaluation[0])
     state = torch.load(run_dir / "checkpoints" / "imagination.pt", weights_only=True)
     assert state["step"] == 2 and {"heads", "prior", "optimizer"} <= set(state)
+    # the final evaluation: live Crafter episodes with the phase-3 policy
+    summary = json.loads((run_dir / "eval.json").read_text())
+    assert summary["episodes"] == 2 and len(summary["returns"]) == 2 and summary["policy_version"] == 2
+    assert all(1 <= n <= 10 for n in summary["lengths"]) and 0.0 <= summary["score"] <= 100.0
+    assert summary["mean_return"] == sum(summary["returns"]) / 2 and summary["std_return"] >= 0.0
+    assert len(summary["success_rates"]) == 22 and all(0 <= r <= 100 for r in summary["success_rates"].values())
+    [line] = [r for r in records if r["phase"] == "eval"]
+    assert line["episodes"] == 2 and line["score"] == summary["score"]
 
 
 def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, capsys):

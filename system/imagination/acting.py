@@ -13,6 +13,11 @@ row; the agent token of that pass is h_t, and the policy's distance-0 output on 
 a_{t+1}: sampled by default (checklist 27), arg-max when `argmax=True`. A start resets the row's cache, frame
 counter and frame history, so episodes start and end independently and never see each other.
 The uncached reference (tests) is the full forward over the same re-noised frames of one episode.
+
+`rows` (n,) long steps only those slots: frames, last_actions and starts are then (n, ...) and the other slots
+keep their caches and frame counters untouched (the world-model service steps the episodes that asked for an
+action this batch). `noise` (B or n, N_z, D_z) may be given by the caller (the service draws it per episode, so
+an episode's actions do not depend on which other episodes share its batch).
 """
 
 from __future__ import annotations
@@ -39,39 +44,60 @@ class LiveActor:
         self.last_agent: torch.Tensor | None = None
 
     def reset(self, rows: torch.Tensor) -> None:
+        """rows (B,) bool: a new episode starts in those slots."""
         rows = rows.to(self.device, torch.bool)
         self.cache.reset_rows(rows)
         self.t = torch.where(rows, torch.zeros_like(self.t), self.t)
         for b in torch.nonzero(rows).flatten().tolist():
             self.history[b] = []
 
+    def _rows(self, rows: torch.Tensor | None) -> torch.Tensor:
+        if rows is None:
+            return torch.arange(self.batch, device=self.device)
+        return rows.to(self.device, torch.long)
+
+    def _reset_starts(self, starts: torch.Tensor, rows: torch.Tensor | None) -> None:
+        if not starts.any():
+            return
+        if rows is None:
+            self.reset(starts)
+        else:
+            mask = torch.zeros(self.batch, dtype=torch.bool, device=self.device)
+            mask[self._rows(rows)[starts.to(self.device, torch.bool)]] = True
+            self.reset(mask)
+
     @torch.no_grad()
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, H, W, 3) in [0, 1] -> packed latents (B, N_z, D_z), each row over its own history."""
-        out = [None] * self.batch
+    def encode(self, frames: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """frames (n, H, W, 3) in [0, 1] of slots `rows` (all B when None) -> packed latents (n, N_z, D_z), each
+        over its own slot's history."""
+        slots = self._rows(rows).tolist()
+        out = [None] * len(slots)
         by_length: dict[int, list[int]] = {}
-        for b in range(self.batch):
-            self.history[b] = (self.history[b] + [frames[b]])[-self.window:]
-            by_length.setdefault(len(self.history[b]), []).append(b)
-        for rows in by_length.values():
-            clips = torch.stack([torch.stack(self.history[b]) for b in rows])   # (n, T_h, H, W, 3)
+        for i, b in enumerate(slots):
+            self.history[b] = (self.history[b] + [frames[i]])[-self.window:]
+            by_length.setdefault(len(self.history[b]), []).append(i)
+        for members in by_length.values():
+            clips = torch.stack([torch.stack(self.history[slots[i]]) for i in members])   # (m, T_h, H, W, 3)
             z = self.tokenizer.encode(clips)[:, -1]
-            for i, b in enumerate(rows):
-                out[b] = z[i]
+            for j, i in enumerate(members):
+                out[i] = z[j]
         return self.model.pack(torch.stack(out))
 
     @torch.no_grad()
     def observe_latents(self, z: torch.Tensor, actions: torch.Tensor, starts: torch.Tensor,
-                        noise: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, N_z, D_z) clean packed latents of each slot's new frame; returns h_t (B, S_g, D)."""
-        if starts.any():
-            self.reset(starts)
+                        noise: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """z (n, N_z, D_z) clean packed latents of each slot's new frame; returns h_t (n, S_g, D)."""
+        self._reset_starts(starts, rows)
         if noise is None:
             noise = torch.randn(z.shape, generator=self.generator, device=z.device, dtype=z.dtype)
-        context = noise_latents(z[:, None], noise[:, None], self.ctx_tau)
-        out = self.model(context, self.ctx_tau, self.ctx_d, actions[:, None].to(self.device), self.task,
-                         cache=self.cache, t=self.t)
-        self.t = self.t + 1
+        index = self._rows(rows)
+        n = index.shape[0]
+        tau, d = self.ctx_tau[:n], self.ctx_d[:n]
+        context = noise_latents(z[:, None], noise[:, None].to(z.device, z.dtype), tau)
+        cache = self.cache if rows is None else self.cache.rows(index)
+        task = self.task if self.task is None or rows is None else self.task[index]
+        out = self.model(context, tau, d, actions[:, None].to(self.device), task, cache=cache, t=self.t[index])
+        self.t[index] += 1
         self.last_agent = out.agent[:, 0]
         return self.last_agent
 
@@ -81,13 +107,13 @@ class LiveActor:
         return dist.mode() if self.argmax else dist.sample(self.generator)
 
     @torch.no_grad()
-    def step(self, frames: torch.Tensor, actions: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    def step(self, frames: torch.Tensor, actions: torch.Tensor, starts: torch.Tensor,
+             rows: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         if self.tokenizer is None:
             raise ValueError("LiveActor.step needs a tokenizer; use observe_latents for latents")
-        if starts.any():
-            self.reset(starts)
+        self._reset_starts(starts, rows)
         frames = frames.to(self.device)
         if frames.dtype == torch.uint8:
             frames = frames.float() / 255.0
-        z = self.encode(frames)
-        return self.act(self.observe_latents(z, actions, torch.zeros_like(starts)))
+        z = self.encode(frames, rows)
+        return self.act(self.observe_latents(z, actions, torch.zeros_like(starts), noise, rows))

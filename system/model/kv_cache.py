@@ -10,6 +10,9 @@ attends over all C slots, masking the ones not yet written (`valid`). Frame indi
 shape (B,), so a step has fixed shapes and no host synchronisation and can be captured in a CUDA graph; each
 batch row may sit at its own frame (the world-model service batches episodes of different lengths).
 Writing the same t again (several denoising steps of one frame) simply overwrites the slot; the last write wins.
+`cache.rows(index)` is a view of some rows (n,) that steps only those episodes (the world-model service steps
+the episodes that asked for an action, not every slot it holds): writes land in the parent's buffers, reads
+gather the n rows.
 """
 
 from __future__ import annotations
@@ -78,3 +81,39 @@ class KVCache:
         keep = (~rows).to(self.k.dtype)[None, :, None, None, None, None]
         self.k.mul_(keep)
         self.v.mul_(keep)
+
+    def rows(self, index: torch.Tensor) -> "KVCacheRows":
+        """A view of rows `index` (n,) long for stepping only those episodes; see KVCacheRows."""
+        return KVCacheRows(self, index)
+
+
+class KVCacheRows:
+    """Rows `index` (n,) of a KVCache, with the interface the transformer steps through (batch n).
+
+    write() stores into the parent's buffers in place; keys_values() gathers the n rows (a copy, which the
+    attention reads once), so stepping a subset costs the subset, not the whole cache."""
+
+    def __init__(self, cache: KVCache, index: torch.Tensor):
+        self.cache, self.index = cache, index.to(cache.k.device, torch.long)
+        self.window = cache.window
+
+    @property
+    def batch(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def tokens(self) -> int:
+        return self.cache.tokens
+
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> None:
+        slot = torch.remainder(t, self.window)
+        self.cache.k[layer][self.index, :, :, slot] = k.to(self.cache.k.dtype)
+        self.cache.v[layer][self.index, :, :, slot] = v.to(self.cache.v.dtype)
+
+    def keys_values(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        _, _, s, h, c, d = self.cache.k.shape
+        n = self.batch
+        return self.cache.k[layer][self.index].view(n * s, h, c, d), self.cache.v[layer][self.index].view(n * s, h, c, d)
+
+    def valid(self, t: torch.Tensor) -> torch.Tensor:
+        return self.cache.valid(t)

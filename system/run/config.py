@@ -14,6 +14,7 @@ from typing import Literal
 from system.data.config import DataConfig
 from system.envs.config import EnvConfig
 from system.replay.config import ReplayConfig
+from system.run.eval_config import EvalConfig
 from system.run.runtime_config import RuntimeConfig
 from system.run.typed_config import ConfigError, load_config
 from system.training.config import AgentSection, DynamicsSection, ImaginationSection, TokenizerSection
@@ -41,6 +42,7 @@ class Config:
     agent: AgentSection = field(default_factory=AgentSection)
     imagination: ImaginationSection = field(default_factory=ImaginationSection)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         # Values that span sections, checked on load so that a run fails before it collects or reads anything.

@@ -74,3 +74,34 @@ def test_frames_are_encoded_as_a_whole_episode_encoding_would():
     assert actor.window < 6
     for i in range(6):
         torch.testing.assert_close(actor.encode(frames[:, i])[0], whole[i], atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_stepping_a_subset_of_slots_equals_stepping_each_episode_alone():
+    """Slots stepped in changing subsets (the service's batches) give each episode the h_t it gets alone; slots
+    left out keep their caches and frame counters."""
+    model = tiny_model(context=4).eval()
+    policy = PolicyHead(TOY_SPACE.components, in_dim=32, hidden=16, mtp=0)
+    shared = LiveActor(model, policy, GenerationConfig(), batch=3)
+    g = torch.Generator().manual_seed(2)
+    z, noise = torch.randn(3, 6, 4, 8, generator=g), torch.randn(3, 6, 4, 8, generator=g)
+    actions = random_actions(3, 6, generator=g)
+    actions[:, 0] = -1
+    schedule = [[0, 1, 2], [2], [0, 2], [1], [1, 0], [2, 1, 0], [0], [1], [2], [1], [2]]
+    seen, got = [0, 0, 0], [[], [], []]
+    for rows in schedule:
+        index = torch.tensor(rows)
+        frame = [seen[b] for b in rows]
+        starts = torch.tensor([f == 0 for f in frame])
+        h = shared.observe_latents(torch.stack([z[b, f] for b, f in zip(rows, frame)]),
+                                   torch.stack([actions[b, f] for b, f in zip(rows, frame)]), starts,
+                                   torch.stack([noise[b, f] for b, f in zip(rows, frame)]), rows=index)
+        for i, b in enumerate(rows):
+            got[b].append(h[i])
+            seen[b] += 1
+    assert seen == [5, 6, 6]
+    for b in range(3):
+        alone = LiveActor(model, policy, GenerationConfig(), batch=1)
+        want = [alone.observe_latents(z[b:b + 1, f], actions[b:b + 1, f], torch.tensor([f == 0]), noise[b:b + 1, f])[0]
+                for f in range(seen[b])]
+        torch.testing.assert_close(torch.stack(got[b]), torch.stack(want), atol=1e-5, rtol=1e-4)

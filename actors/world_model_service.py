@@ -1,0 +1,82 @@
+"""World-model service actor: batched `act` for live episodes of every caller, one KV-cache slot per episode.
+
+    service = WorldModelService.remote(ServiceSpec(tokenizer_cfg, dynamics_cfg, heads_cfg, action_space))
+    ray.get(service.set_weights.remote(1, ray.put({"tokenizer": ..., "dynamics": ..., "policy": ...})))
+    slot = ray.get(service.open_episode.remote(seed=5))
+    action, version, frame = ray.get(service.act.remote(slot, obs, last_action, frame_index=0))
+    ray.get(service.close_episode.remote(slot))
+
+obs (H, W, 3) uint8, last_action (A,) int (-1 at the episode start); action (A,) int64. An async actor: calls
+from all callers meet in one event loop, where system/imagination/request_batcher.py gathers them into batches
+(at most spec.max_wait_ms after the first, or spec.max_batch requests) for system/imagination/acting_service.py,
+which owns the models, the slots and the weights version. A weight swap waits its turn between two batches, so
+every action comes with the version that computed it and no batch mixes versions. Weights arrive as an object
+reference (Ray's object store), never through the replay store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import ray
+import torch
+
+from system.envs.action_space import ActionSpace
+from system.imagination.acting_service import ActingService, ActRequest
+from system.imagination.generation import GenerationConfig
+from system.imagination.request_batcher import RequestBatcher
+from system.model.agent_heads import AgentHeads, AgentHeadsConfig
+from system.model.dynamics import Dynamics, DynamicsConfig
+from system.model.tokenizer import Tokenizer, TokenizerConfig
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    tokenizer: TokenizerConfig
+    dynamics: DynamicsConfig
+    heads: AgentHeadsConfig
+    action_space: ActionSpace
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    slots: int = 64                # live episodes at once (KV-cache rows)
+    max_batch: int = 64            # requests per batch
+    max_wait_ms: float = 2.0       # gathering window after a batch's first request
+    argmax: bool = False           # arg-max actions instead of samples (evaluation, tests)
+    seed: int = 0
+    threads: int = 0               # torch intra-op threads of the compute thread; 0: torch's default
+    device: str = "cpu"            # "cuda" with .options(num_gpus=1) (not run yet: no GPU in the tests)
+
+
+class WorldModelServiceShell:
+    def __init__(self, spec: ServiceSpec):
+        if spec.threads:
+            torch.set_num_threads(spec.threads)
+        torch.manual_seed(spec.seed)  # the weights come with set_weights; this only makes version 0 repeatable
+        heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
+                           spec.dynamics.transformer.dim)
+        device = torch.device(spec.device)
+        self.service = ActingService(Tokenizer(spec.tokenizer).to(device),
+                                     Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy.to(device),
+                                     spec.generation, spec.slots, spec.argmax, spec.seed)
+        self.batcher = RequestBatcher(self.service.act_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
+                                      key=lambda request: request.slot)
+
+    async def open_episode(self, seed: int | None = None) -> int:
+        return self.service.open_episode(seed)
+
+    async def close_episode(self, slot: int) -> None:
+        self.service.close_episode(slot)
+
+    async def act(self, slot: int, obs, last_action, frame_index: int | None = None) -> tuple:
+        request = self.service.admit(ActRequest(slot, obs, last_action), frame_index)
+        result = await self.batcher.submit(request)
+        return result.action, result.version, result.frame
+
+    async def set_weights(self, version: int, weights: dict) -> int:
+        return await self.batcher.control(lambda: self.service.load_weights(version, weights))
+
+    async def stats(self) -> dict:
+        return {**self.batcher.stats(), "version": self.service.version, "slots": self.service.slots,
+                "live_episodes": self.service.live_episodes()}
+
+
+WorldModelService = ray.remote(num_cpus=0)(WorldModelServiceShell)
