@@ -14,7 +14,9 @@ What it runs today (the Ray runtime comes with a later issue):
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates.
-Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
+Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there: the
+replay table from its store (redis: the AOF in run_dir/redis), each phase from its checkpoint (step counter and
+optimiser state), and phases.json names the finished phases, which are loaded, not trained or evaluated again.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from system.phases.train_tokenizer import run_tokenizer_phase
 from system.replay import ReplayError, make_store
 from system.run.config import Config, load
 from system.run.metrics_log import MetricsLog
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.run_dir import create_run_dir
 from system.run.typed_config import ConfigError, to_dict
 
@@ -110,12 +113,18 @@ def run(cfg: Config, console: Console | None = None) -> dict:
                                 device)
         heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
         version = cfg.imagination.train.steps
-        if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
-            from system.runtime.service_eval import evaluate_through_service
-            summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+        if phase_finished(run_dir, "eval", version) and (run_dir / "eval.json").exists():
+            console.print(f"eval: finished for policy version {version}, eval.json kept")
+            summary = None
         else:
-            summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
+            log.rewind("eval", 0, drop=("eval",))  # an evaluation the driver died in is played again
+            if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
+                from system.runtime.service_eval import evaluate_through_service
+                summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+            else:
+                summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
         if summary is not None:
+            mark_finished(run_dir, "eval", version)
             console.print(f"eval: {summary['episodes']} live episodes, return {summary['mean_return']:.2f} "
                           f"+- {summary['std_return']:.2f}, Crafter score {summary['score']:.2f} -> eval.json")
     finally:

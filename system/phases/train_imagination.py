@@ -20,6 +20,7 @@ import torch
 
 from system.imagination.trajectory import ImaginedTrajectory
 from system.phases.frames import frames_to_float
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.imagination_trainer import ImaginationTrainer
@@ -37,7 +38,11 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
     path = Path(run_dir) / "checkpoints" / "imagination.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
+        if phase_finished(run_dir, "imagination", section.train.steps) and trainer.step >= section.train.steps:
+            print(f"imagination: finished at step {trainer.step} ({path}), not trained or evaluated again")
+            return heads
         print(f"imagination: resumed from {path} at step {trainer.step}")
+    log.rewind("imagination", trainer.step, drop=("imagination_eval",))  # lines of steps about to be redone
     tokenizer.eval().requires_grad_(False)
     train = section.train
     bar = progress(range(trainer.step, train.steps), "imagination", train.steps, trainer.step)
@@ -56,6 +61,7 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
     bar.close()
     save_checkpoint(path, trainer.state_dict())
     evaluate(trainer, model, tokenizer, held_out, section.eval_contexts, cfg.seed, log, device)
+    mark_finished(run_dir, "imagination", trainer.step)
     return heads
 
 
