@@ -10,7 +10,8 @@ What it runs today (the Ray runtime comes with a later issue):
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
      MTP) while the dynamics loss continues (checkpoints/agent.pt);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
-     phase-2 policy as the frozen prior (checkpoints/imagination.pt);
+     phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, or with
+     runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates.
@@ -93,6 +94,19 @@ def held_out_clips(cfg: Config, episodes: int, frames: int) -> tuple[np.ndarray,
     return np.stack(clips), np.stack(actions)
 
 
+def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device):
+    """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers."""
+    if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
+        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+    from system.runtime.imagination_workers import imagined_source
+    from system.runtime.ray_cluster import ray_session
+
+    with ray_session(num_cpus=cfg.runtime.num_cpus or None):
+        return run_imagination_phase(
+            cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+            make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer, cfg.runtime.imagination_workers))
+
+
 def run(cfg: Config, console: Console | None = None) -> dict:
     console = console or Console()
     seed_everything(cfg.seed)
@@ -111,7 +125,7 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
         heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
                                 device)
-        heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
         version = cfg.imagination.train.steps
         if phase_finished(run_dir, "eval", version) and (run_dir / "eval.json").exists():
             console.print(f"eval: finished for policy version {version}, eval.json kept")

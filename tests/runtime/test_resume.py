@@ -23,12 +23,15 @@ from tests.test_main import TINY
 
 pytestmark = pytest.mark.redis
 
-DYNAMICS_STEPS = 12
+DYNAMICS_STEPS = 8
 # redis: the replay store must outlive the driver (AOF in run_dir/redis); the dynamics phase is long enough
-# to be killed in the middle, with a checkpoint every 4 steps and a metrics line every 2
+# to be killed in the middle, with a checkpoint and a metrics line every 2 steps
 ARGS = [a for a in TINY if a != "replay.backend=embedded"] + [
-    "replay.backend=redis", f"dynamics.train.steps={DYNAMICS_STEPS}", "dynamics.checkpoint_every=4",
-    "dynamics.model.k_max=4", "dynamics.eval_clips=2"]  # k_max = sampling steps: one open-loop pass, not two
+    "replay.backend=redis", f"dynamics.train.steps={DYNAMICS_STEPS}", "dynamics.checkpoint_every=2", "eval.episodes=1", "eval.envs=1",
+    "dynamics.model.k_max=4", "dynamics.eval_clips=2",  # k_max = sampling steps: one open-loop pass, not two
+    # phase 3 (run only after the resume) through a Ray imagination worker; one 2 x 3 trajectory of slack
+    "runtime.imagination_workers=1", "runtime.num_cpus=2", "replay.tables.imagined.min_size_to_sample=6",
+    "replay.tables.imagined.error_buffer=6"]
 
 
 def records(run_dir):
@@ -71,7 +74,11 @@ def test_a_driver_killed_mid_phase_resumes_without_redoing_or_losing_anything(tm
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert adam_steps == {float(DYNAMICS_STEPS)}  # the optimiser state was carried, not started fresh
     assert len([r for r in lines if r["phase"] == "dynamics_eval"]) == 1
-    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 2
+    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 1
+    # phase 3 trained on the workers' trajectories
+    assert "imagination: 1 Ray imagination workers write table 'imagined'" in out
+    [line] = [r for r in lines if r["phase"] == "imagination"]
+    assert line["step"] == 2 and line["policy_lag"] >= 0
 
     # once more: everything finished, nothing is trained, evaluated or logged again
     before = (run_dir / "metrics.jsonl").read_text()
