@@ -1,6 +1,6 @@
 """The main job: `python -m system.main --config configs/smoke.yaml [dotted.key=value ...]`.
 
-What it runs today (the Ray runtime comes with a later issue):
+What it runs (Ray where runtime.* asks for it: system/runtime/):
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
      `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
      from other world seeds, kept in memory for evaluation;
@@ -15,7 +15,8 @@ What it runs today (the Ray runtime comes with a later issue):
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates.
-Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there: the
+Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` (or `--resume PATH`, which
+reads the run's own config.yaml) resumes a run there: the
 replay table from its store (redis: the AOF in run_dir/redis), each phase from its checkpoint (step counter and
 optimiser state), and phases.json names the finished phases, which are loaded, not trained or evaluated again.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -148,6 +150,20 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     return {"run_dir": run_dir}
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`--resume RUN_DIR [overrides]` -> the run's own config.yaml, the overrides, and run_dir=RUN_DIR."""
+    if "--resume" not in argv:
+        return argv
+    at = argv.index("--resume")
+    if at + 1 >= len(argv) or "--config" in argv:
+        raise ConfigError("--resume takes the run directory (and no --config: the run's config.yaml is used)")
+    run_dir = Path(argv[at + 1])
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+    rest = argv[:at] + argv[at + 2:]
+    return ["--config", str(run_dir / "config.yaml"), *rest, f"run_dir={run_dir}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
@@ -155,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     try:
-        cfg = load(argv)
+        cfg = load(resume_argv(argv))
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2

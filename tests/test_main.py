@@ -100,3 +100,11 @@ def test_help_exits_0_and_lists_configs_overrides_and_keys(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "smoke.yaml" in text and "dotted.key=value" in text and "runtime" in text and "tokenizer" in text
+
+
+def test_resume_needs_a_run_directory_and_no_other_config(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert f"--resume {tmp_path}: no config.yaml there" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert main(["--resume", str(tmp_path), "--config", "configs/smoke.yaml"]) == 2
+    assert "no --config" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from system.main import run
+from system.main import main, run
 from system.run.config import load
 from tests.test_main import TINY
 
@@ -57,7 +57,7 @@ def test_a_driver_killed_mid_phase_resumes_without_redoing_or_losing_anything(tm
     collected = int(re.search(r"(\d+) steps in table 'real'", output).group(1))
 
     capsys.readouterr()
-    run(load(ARGS + [f"run_dir={run_dir}"]))
+    assert main(["--resume", str(run_dir)]) == 0  # the run's own config.yaml
     out = capsys.readouterr().out
     # replay: the table came back from the AOF, nothing was collected again
     assert f"0 episodes collected, 2 already stored, {collected} steps in table 'real'" in out
