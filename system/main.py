@@ -96,6 +96,15 @@ def held_out_clips(cfg: Config, episodes: int, frames: int) -> tuple[np.ndarray,
     return np.stack(clips), np.stack(actions)
 
 
+def check_imagined_table(cfg: Config, store) -> None:
+    from system.replay.trajectory_table import trajectory_table  # redis only where it is used
+
+    try:
+        trajectory_table(store).check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
+    except ValueError as error:
+        raise ReplayError(f"replay.tables.imagined (runtime.imagination_workers > 0): {error}") from None
+
+
 def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device):
     """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers."""
     if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
@@ -119,6 +128,8 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     store = make_store(cfg.replay, run_dir, seed=cfg.seed)
     try:
         store.check_table(cfg.data.ingest.table)  # a table created with other settings fails now, not after collecting
+        if cfg.runtime.imagination_workers:  # they need Redis and limiter settings that cannot deadlock: say so now
+            check_imagined_table(cfg, store)
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon,
                      cfg.imagination.train.context, cfg.agent.train.seq_len)

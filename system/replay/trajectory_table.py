@@ -20,7 +20,8 @@ import time
 import redis
 
 from system.replay.config import ReplayConfig
-from system.replay.limiter import RateLimited
+from system.replay.limiter import RateLimited, RateLimiter
+from system.replay.store import ReplayError
 
 # KEYS: info hash, data hash (seq -> bytes), steps hash (seq -> steps)
 # ARGV: steps, spi, min_size, error_buffer, capacity, data
@@ -75,6 +76,11 @@ class TrajectoryTable:
         s = self.settings
         return [s.samples_per_insert, s.min_size_to_sample, s.error_buffer]
 
+    def check_fits(self, steps: int) -> None:
+        """Raises ValueError when inserts and samples of `steps`-step trajectories could block each other forever."""
+        s = self.settings
+        RateLimiter(s.samples_per_insert, s.min_size_to_sample, s.error_buffer).check_fits(steps, steps)
+
     def insert(self, data: bytes, steps: int, timeout: float | None = None) -> int:
         """Stores one encoded trajectory of `steps` imagined steps; returns its sequence number."""
         if steps < 1 or steps > self.settings.capacity_steps:
@@ -127,6 +133,6 @@ def trajectory_table(store, table: str = "imagined", seed: int | None = None) ->
     workers in other processes could not reach it)."""
     client = getattr(store, "client", None)
     if not isinstance(client, redis.Redis):
-        raise ValueError(f"table {table!r} of imagined trajectories needs a single-server Redis replay store, "
+        raise ReplayError(f"table {table!r} of imagined trajectories needs a single-server Redis replay store, "
                          f"got {type(store).__name__} (replay.backend=redis, or auto with redis-server installed)")
     return TrajectoryTable(client, store.cfg, table, seed)

@@ -38,10 +38,12 @@ def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "
                         action_space=crafter_action_space(), train=cfg.imagination.train,
                         generation=cfg.dynamics.generation, context_table=cfg.data.ingest.table, table=table,
                         seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1)) for k in range(workers)]
+    table_ = trajectory_table(store, table, seed=cfg.seed)
+    table_.check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
     print(f"imagination: {workers} Ray imagination workers write table {table!r} "
           f"(samples_per_insert {cfg.replay.tables.get(table).samples_per_insert}), policy version {trainer.step}",
           flush=True)
-    return ImaginedSource(trajectory_table(store, table, seed=cfg.seed), specs, runner_replay_config(cfg, store),
+    return ImaginedSource(table_, specs, runner_replay_config(cfg, store),
                           tokenizer, trainer, timeout=cfg.replay.block_timeout_s)
 
 

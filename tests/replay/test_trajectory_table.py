@@ -54,5 +54,13 @@ def test_sampling_waits_for_min_size_and_eviction_keeps_capacity(redis_server):
 def test_the_embedded_store_is_refused_by_name():
     from system.replay.embedded_store import EmbeddedStore
 
-    with pytest.raises(ValueError, match="EmbeddedStore"):
+    from system.replay import ReplayError
+
+    with pytest.raises(ReplayError, match="EmbeddedStore"):
         trajectory_table(EmbeddedStore(ReplayConfig(backend="embedded")))
+
+
+def test_settings_that_could_deadlock_are_refused_with_the_fix(redis_server):
+    table = table_on(redis_server, samples_per_insert=1.0, min_size_to_sample=6, error_buffer=5.0)
+    with pytest.raises(ValueError, match="raise error_buffer to at least 6.0"):
+        table.check_fits(6)
