@@ -1,11 +1,13 @@
 """Imagination worker actor: a thin Ray shell around system/training/imagination_worker.py.
 
-    worker = ImaginationWorkerActor.remote(spec, replay_cfg, state_ref, version)  # state: tokenizer, dynamics, heads, prior
+    # state_ref: {"tokenizer", "dynamics", "heads", "prior"} state dicts in Ray's object store
+    worker = ImaginationWorkerActor.remote(spec, replay_cfg, state_ref, version)
     seq, version = ray.get(worker.produce.remote(version, heads_ref))  # one rollout batch into the `imagined` table
 
 The worker builds its own CPU copy of the frozen world model, the heads (policy version `version`) and the
-prior (the frozen phase-2 policy) from the state it is given, takes newer heads by version with each `produce` call (an object reference,
-resolved by Ray), and writes into the run's Redis (URL and password in replay_cfg, never in config files).
+prior (the frozen phase-2 policy) from the state it is given, takes newer heads by version with each `produce`
+call (an object reference, resolved by Ray), and writes into the run's Redis (URL and password in replay_cfg,
+never in config files).
 `produce` blocks while the rate limiter holds inserts back, so the driver keeps one call in flight per worker.
 """
 

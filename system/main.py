@@ -115,7 +115,8 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
         return run_imagination_phase(
             cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-            make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer, cfg.runtime.imagination_workers))
+            make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer,
+                                                        cfg.runtime.imagination_workers))
 
 
 def run(cfg: Config, console: Console | None = None) -> dict:

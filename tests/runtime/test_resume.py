@@ -27,7 +27,8 @@ DYNAMICS_STEPS = 8
 # redis: the replay store must outlive the driver (AOF in run_dir/redis); the dynamics phase is long enough
 # to be killed in the middle, with a checkpoint and a metrics line every 2 steps
 ARGS = [a for a in TINY if a != "replay.backend=embedded"] + [
-    "replay.backend=redis", f"dynamics.train.steps={DYNAMICS_STEPS}", "dynamics.checkpoint_every=2", "eval.episodes=1", "eval.envs=1",
+    "replay.backend=redis", f"dynamics.train.steps={DYNAMICS_STEPS}", "dynamics.checkpoint_every=2",
+    "eval.episodes=1", "eval.envs=1",
     "dynamics.model.k_max=4", "dynamics.eval_clips=2",  # k_max = sampling steps: one open-loop pass, not two
     # phase 3 (run only after the resume) through a Ray imagination worker; one 2 x 3 trajectory of slack
     "runtime.imagination_workers=1", "runtime.num_cpus=2", "replay.tables.imagined.min_size_to_sample=6",
@@ -42,7 +43,8 @@ def test_a_driver_killed_mid_phase_resumes_without_redoing_or_losing_anything(tm
     run_dir = tmp_path / "run"
     log = (tmp_path / "first.log").open("w")
     first = subprocess.Popen([sys.executable, "-m", "system.main", *ARGS, f"run_dir={run_dir}"], stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                             stderr=subprocess.STDOUT, start_new_session=True,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     checkpoint = run_dir / "checkpoints" / "dynamics.pt"
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and first.poll() is None and time.monotonic() < deadline:
