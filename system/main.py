@@ -1,6 +1,6 @@
 """The main job: `python -m system.main --config configs/smoke.yaml [dotted.key=value ...]`.
 
-What it runs today (the Ray runtime comes with a later issue):
+What it runs (Ray where runtime.* asks for it: system/runtime/):
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
      `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
      from other world seeds, kept in memory for evaluation;
@@ -10,11 +10,15 @@ What it runs today (the Ray runtime comes with a later issue):
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
      MTP) while the dynamics loss continues (checkpoints/agent.pt);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
-     phase-2 policy as the frozen prior (checkpoints/imagination.pt);
+     phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, or with
+     runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates.
-Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` resumes a run there.
+Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` (or `--resume PATH`, which
+reads the run's own config.yaml) resumes a run there: the
+replay table from its store (redis: the AOF in run_dir/redis), each phase from its checkpoint (step counter and
+optimiser state), and phases.json names the finished phases, which are loaded, not trained or evaluated again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +44,7 @@ from system.phases.train_tokenizer import run_tokenizer_phase
 from system.replay import ReplayError, make_store
 from system.run.config import Config, load
 from system.run.metrics_log import MetricsLog
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.run_dir import create_run_dir
 from system.run.typed_config import ConfigError, to_dict
 
@@ -90,6 +96,29 @@ def held_out_clips(cfg: Config, episodes: int, frames: int) -> tuple[np.ndarray,
     return np.stack(clips), np.stack(actions)
 
 
+def check_imagined_table(cfg: Config, store) -> None:
+    from system.replay.trajectory_table import trajectory_table  # redis only where it is used
+
+    try:
+        trajectory_table(store).check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
+    except ValueError as error:
+        raise ReplayError(f"replay.tables.imagined (runtime.imagination_workers > 0): {error}") from None
+
+
+def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device):
+    """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers."""
+    if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
+        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+    from system.runtime.imagination_workers import imagined_source
+    from system.runtime.ray_cluster import ray_session
+
+    with ray_session(num_cpus=cfg.runtime.num_cpus or None):
+        return run_imagination_phase(
+            cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+            make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer,
+                                                        cfg.runtime.imagination_workers))
+
+
 def run(cfg: Config, console: Console | None = None) -> dict:
     console = console or Console()
     seed_everything(cfg.seed)
@@ -100,6 +129,8 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     store = make_store(cfg.replay, run_dir, seed=cfg.seed)
     try:
         store.check_table(cfg.data.ingest.table)  # a table created with other settings fails now, not after collecting
+        if cfg.runtime.imagination_workers:  # they need Redis and limiter settings that cannot deadlock: say so now
+            check_imagined_table(cfg, store)
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon,
                      cfg.imagination.train.context, cfg.agent.train.seq_len)
@@ -108,14 +139,20 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
         heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
                                 device)
-        heads = run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
         version = cfg.imagination.train.steps
-        if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
-            from system.runtime.service_eval import evaluate_through_service
-            summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+        if phase_finished(run_dir, "eval", version) and (run_dir / "eval.json").exists():
+            console.print(f"eval: finished for policy version {version}, eval.json kept")
+            summary = None
         else:
-            summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
+            log.rewind("eval", 0, drop=("eval",))  # an evaluation the driver died in is played again
+            if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
+                from system.runtime.service_eval import evaluate_through_service
+                summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+            else:
+                summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
         if summary is not None:
+            mark_finished(run_dir, "eval", version)
             console.print(f"eval: {summary['episodes']} live episodes, return {summary['mean_return']:.2f} "
                           f"+- {summary['std_return']:.2f}, Crafter score {summary['score']:.2f} -> eval.json")
     finally:
@@ -125,6 +162,20 @@ def run(cfg: Config, console: Console | None = None) -> dict:
     return {"run_dir": run_dir}
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`--resume RUN_DIR [overrides]` -> the run's own config.yaml, the overrides, and run_dir=RUN_DIR."""
+    if "--resume" not in argv:
+        return argv
+    at = argv.index("--resume")
+    if at + 1 >= len(argv) or "--config" in argv:
+        raise ConfigError("--resume takes the run directory (and no --config: the run's config.yaml is used)")
+    run_dir = Path(argv[at + 1])
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run directory)")
+    rest = argv[:at] + argv[at + 2:]
+    return ["--config", str(run_dir / "config.yaml"), *rest, f"run_dir={run_dir}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
@@ -132,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     try:
-        cfg = load(argv)
+        cfg = load(resume_argv(argv))
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2

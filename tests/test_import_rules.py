@@ -154,7 +154,9 @@ def test_allowed_imports_pass_the_check(tmp_path, monkeypatch):
 
 # Tests of the whole tree rather than one module. Learning tests (test_*_learning.py) train several modules
 # together on real data and sit in the package of the trainers they drive.
-CROSS_MODULE_TESTS = {"tests/test_import_rules.py"}
+# tests/runtime/test_resume.py kills the main job and resumes it: the driver, the phases, the replay store and
+# the imagination workers together.
+CROSS_MODULE_TESTS = {"tests/test_import_rules.py", "tests/runtime/test_resume.py"}
 
 
 def test_test_files_mirror_the_modules_they_test():

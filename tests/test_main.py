@@ -100,3 +100,18 @@ def test_help_exits_0_and_lists_configs_overrides_and_keys(capsys):
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "smoke.yaml" in text and "dotted.key=value" in text and "runtime" in text and "tokenizer" in text
+
+
+def test_resume_needs_a_run_directory_and_no_other_config(tmp_path, capsys):
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert f"--resume {tmp_path}: no config.yaml there" in capsys.readouterr().err
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    assert main(["--resume", str(tmp_path), "--config", "configs/smoke.yaml"]) == 2
+    assert "no --config" in capsys.readouterr().err
+
+
+def test_imagination_workers_on_the_embedded_store_are_refused_before_any_work(tmp_path, capsys):
+    assert main(TINY + [f"run_dir={tmp_path / 'run'}", "runtime.imagination_workers=1"]) == 1
+    err = capsys.readouterr().err
+    assert "needs a single-server Redis replay store, got EmbeddedStore" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoints" / "tokenizer.pt").exists()

@@ -23,6 +23,7 @@ from system.envs.action_space import ActionSpace
 from system.model.agent_heads import AgentHeads
 from system.objectives.agent_losses import behaviour_cloning_loss
 from system.phases.frames import frames_to_float
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
 from system.training.agent_trainer import AgentBatch, AgentTrainer, agent_features
@@ -48,7 +49,12 @@ def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, hel
     path = Path(run_dir) / "checkpoints" / "agent.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
+        if phase_finished(run_dir, "agent", section.train.steps) and trainer.step >= section.train.steps:
+            print(f"agent: finished at step {trainer.step} ({path}), not trained or evaluated again")
+            model.eval()
+            return heads.eval()
         print(f"agent: resumed from {path} at step {trainer.step}")
+    log.rewind("agent", trainer.step, drop=("agent_eval",))  # lines of steps about to be redone
 
     def checkpoint() -> None:
         save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.heads)})
@@ -73,6 +79,7 @@ def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, hel
     model.eval()
     heads.eval()
     evaluate(heads, model, tokenizer, held_out, section.train.context_noise, cfg.seed, log, trainer.step, device)
+    mark_finished(run_dir, "agent", trainer.step)
     return heads
 
 

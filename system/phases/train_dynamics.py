@@ -25,6 +25,7 @@ from system.imagination.open_loop import open_loop_figures
 from system.model.dynamics import Dynamics, check_matches_tokenizer
 from system.phases.frames import frames_to_float
 from system.run.media import write_grid, write_video
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
 from system.training.batch_schedule import BatchSchedule, encode_batch
@@ -44,7 +45,11 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
     path = Path(run_dir) / "checkpoints" / "dynamics.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
+        if phase_finished(run_dir, "dynamics", section.train.steps) and trainer.step >= section.train.steps:
+            print(f"dynamics: finished at step {trainer.step} ({path}), not trained or evaluated again")
+            return model.eval()
         print(f"dynamics: resumed from {path} at step {trainer.step}")
+    log.rewind("dynamics", trainer.step, drop=("dynamics_eval",))  # lines of steps about to be redone
 
     def checkpoint() -> None:
         save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
@@ -67,6 +72,7 @@ def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.nda
     checkpoint()
     model.eval()
     evaluate(section, tokenizer, model, held_out, run_dir, log, trainer.step, cfg.seed, device)
+    mark_finished(run_dir, "dynamics", trainer.step)
     return model
 
 

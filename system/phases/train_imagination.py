@@ -5,7 +5,10 @@
 In:  the phase-2 dynamics model and heads (the policy head becomes the frozen prior here), the frozen tokenizer,
      start contexts of imagination.train.context frames drawn from replay table data.ingest.table (one rollout per
      context), held_out = (frames, actions) clips from unseen worlds for the evaluation.
-Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step.
+Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step. With
+`make_source` (the main job's runtime.imagination_workers > 0: system/runtime/imagination_workers.py), the
+trajectories come from `make_source(trainer).next()` instead, and the heads go back with `publish(trainer)`
+every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy.
 Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "step"}), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
      of the trained policy and of the prior from the same held-out contexts and noise seed, and the KL to the prior.
@@ -20,6 +23,7 @@ import torch
 
 from system.imagination.trajectory import ImaginedTrajectory
 from system.phases.frames import frames_to_float
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.imagination_trainer import ImaginationTrainer
@@ -31,31 +35,49 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
     return float((traj.rewards[:, 1:] * alive[:, :-1]).sum(1).mean())
 
 
-def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device):
+def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,
+                          make_source=None):
     section = cfg.imagination
     trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3)
     path = Path(run_dir) / "checkpoints" / "imagination.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
+        if phase_finished(run_dir, "imagination", section.train.steps) and trainer.step >= section.train.steps:
+            print(f"imagination: finished at step {trainer.step} ({path}), not trained or evaluated again")
+            return heads
         print(f"imagination: resumed from {path} at step {trainer.step}")
+    log.rewind("imagination", trainer.step, drop=("imagination_eval",))  # lines of steps about to be redone
     tokenizer.eval().requires_grad_(False)
     train = section.train
+    source = make_source(trainer) if make_source is not None and trainer.step < train.steps else None
     bar = progress(range(trainer.step, train.steps), "imagination", train.steps, trainer.step)
-    for step in bar:
-        batch = store.sample_contexts(cfg.data.ingest.table, train.batch_size, train.context)
-        with torch.no_grad():
-            z = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
-        actions = torch.from_numpy(batch.actions).to(device).long()
-        task = torch.from_numpy(batch.task_ids).to(device).long()
-        metrics = trainer.train_step(trainer.imagine(z, actions, task))
-        bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)
-        if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train.steps:
-            log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
-        if (step + 1) % section.checkpoint_every == 0:
-            save_checkpoint(path, trainer.state_dict())
+    try:
+        for step in bar:
+            if source is None:  # imagine here, with the policy as it is now
+                batch = store.sample_contexts(cfg.data.ingest.table, train.batch_size, train.context)
+                with torch.no_grad():
+                    z = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
+                actions = torch.from_numpy(batch.actions).to(device).long()
+                task = torch.from_numpy(batch.task_ids).to(device).long()
+                traj = trainer.imagine(z, actions, task)
+            else:  # from the imagination workers, through the `imagined` table
+                traj = source.next()
+            metrics = trainer.train_step(traj)
+            metrics["policy_lag"] = step - traj.policy_version  # updates since the policy that imagined it
+            if source is not None and trainer.step % cfg.runtime.publish_every == 0:
+                source.publish(trainer)
+            bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)
+            if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train.steps:
+                log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
+            if (step + 1) % section.checkpoint_every == 0:
+                save_checkpoint(path, trainer.state_dict())
+    finally:
+        if source is not None:
+            source.close()
     bar.close()
     save_checkpoint(path, trainer.state_dict())
     evaluate(trainer, model, tokenizer, held_out, section.eval_contexts, cfg.seed, log, device)
+    mark_finished(run_dir, "imagination", trainer.step)
     return heads
 
 

@@ -7,7 +7,7 @@ In:  the replay table cfg.data.ingest.table holding episodes; held_out (N, T, H,
 Out: checkpoints/tokenizer.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metrics lines of phase
      "tokenizer" in metrics.jsonl, videos/tokenizer_reconstructions.png (rows: real, reconstruction), and the
      trained Tokenizer in eval mode. A finished checkpoint in the run directory is loaded instead of retraining,
-     an unfinished one is resumed.
+     an unfinished one is resumed; a finished phase (system/run/phase_record.py) is not evaluated again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from system.model.tokenizer import Tokenizer
 from system.phases.frames import frames_to_float
 from system.run.media import write_grid
+from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
 from system.training.checkpoint import load_checkpoint, save_checkpoint
@@ -35,7 +36,11 @@ def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, de
     path = Path(run_dir) / "checkpoints" / "tokenizer.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
+        if phase_finished(run_dir, "tokenizer", train_cfg.steps) and trainer.step_count >= train_cfg.steps:
+            print(f"tokenizer: finished at step {trainer.step_count} ({path}), not trained or evaluated again")
+            return trainer.model.eval()
         print(f"tokenizer: resumed from {path} at step {trainer.step_count}")
+    log.rewind("tokenizer", trainer.step_count, drop=("tokenizer_eval",))  # lines of steps about to be redone
 
     def checkpoint() -> None:
         save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
@@ -61,4 +66,5 @@ def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, de
         recon = trainer.model.decode(trainer.model.encode(shown)).clamp(0, 1)
     rows = [r for pair in zip(shown, recon) for r in pair]  # real, reconstruction, real, reconstruction
     write_grid(Path(run_dir) / "videos" / "tokenizer_reconstructions.png", rows)
+    mark_finished(run_dir, "tokenizer", trainer.step_count)
     return trainer.model.eval()

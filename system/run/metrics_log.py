@@ -2,8 +2,12 @@
 
     log = MetricsLog(run_dir, wandb_mode="offline", project="dreamer4", config=cfg_dict)
     log.write("tokenizer", step, {"loss": 0.1, "psnr": 21.3})     # one JSON line; console every call
+    log.rewind("dynamics", 8, drop=("dynamics_eval",))   # resuming from a step-8 checkpoint
     log.close()
 
+A driver killed after logging step s but before the checkpoint of step s resumes from an earlier step and logs
+the steps after it again: `rewind` drops those lines first, so metrics.jsonl has each step once (the wandb
+mirror keeps what it was sent).
 wandb runs offline by default (files under run_dir/wandb, nothing leaves the machine); "disabled" skips it,
 and a missing or failing wandb never stops training: it is reported once and metrics.jsonl stays the record.
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -42,6 +47,24 @@ class MetricsLog:
             self.console(f"[{phase}] step {step}: {shown}")
         if self.wandb_run is not None:
             self.wandb_run.log({f"{phase}/{k}": v for k, v in clean.items()}, step=None)
+
+    def rewind(self, phase: str, step: int, drop: tuple[str, ...] = ()) -> None:
+        """Drops the lines of `phase` after `step` and every line of the phases in `drop` (rewritten in place,
+        atomically: a kill mid-rewrite leaves the old file)."""
+        self.file.close()
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by the kill: nothing to keep
+                continue
+            if record.get("phase") in drop or (record.get("phase") == phase and record.get("step", 0) > step):
+                continue
+            kept.append(line)
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+        self.file = self.path.open("a", buffering=1)
 
     def close(self) -> None:
         self.file.close()

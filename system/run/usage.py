@@ -19,7 +19,9 @@ def usage() -> str:
         f"configs (in {CONFIGS}): {', '.join(configs)}",
         "overrides: dotted.key=value, e.g. tokenizer.train.steps=50 run_dir=runs/try runtime.env_runners=2",
         f"top-level keys: {', '.join(sections)}",
+        "usage: python -m system.main --resume RUN_DIR [dotted.key=value ...]   (the run's own config.yaml)",
         "  run_dir=PATH resumes a run there; runtime.env_runners=N collects phase-1 data through N Ray env runners",
+        "  runtime.imagination_workers=N imagines phase-3 rollouts in N Ray workers (rate-limited `imagined` table)",
         "  eval.episodes=N plays N live episodes with the final policy into eval.json (0 skips; eval.max_steps caps them)",
         "  under `ray job submit` the driver joins that cluster (RAY_ADDRESS); RAY_AUTH_MODE=token keeps auth on",
     ])

@@ -20,7 +20,8 @@ from system.runtime.collection import collect_env_steps
 from system.runtime.ray_cluster import ray_session
 
 
-def _runner_replay_config(cfg, store):
+def runner_replay_config(cfg, store):
+    """The run's replay settings with a URL that actors on this host can use (the driver's own server)."""
     server = getattr(store, "server", None)
     if cfg.replay.url:
         return cfg.replay
@@ -37,7 +38,7 @@ def collect_with_env_runners(cfg, store, console) -> None:
     if stored >= target:
         console.print(f"collect: table {table!r} already holds {stored} steps (target {target})")
         return
-    replay_cfg = _runner_replay_config(cfg, store)
+    replay_cfg = runner_replay_config(cfg, store)
     last = [0.0]
 
     def report_line(report) -> None:

@@ -1,0 +1,69 @@
+"""Imagination worker actor: a thin Ray shell around system/training/imagination_worker.py.
+
+    # state_ref: {"tokenizer", "dynamics", "heads", "prior"} state dicts in Ray's object store
+    worker = ImaginationWorkerActor.remote(spec, replay_cfg, state_ref, version)
+    seq, version = ray.get(worker.produce.remote(version, heads_ref))  # one rollout batch into the `imagined` table
+
+The worker builds its own CPU copy of the frozen world model, the heads (policy version `version`) and the
+prior (the frozen phase-2 policy) from the state it is given, takes newer heads by version with each `produce`
+call (an object reference, resolved by Ray), and writes into the run's Redis (URL and password in replay_cfg,
+never in config files).
+`produce` blocks while the rate limiter holds inserts back, so the driver keeps one call in flight per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ray
+import torch
+
+from system.envs.action_space import ActionSpace
+from system.imagination.generation import GenerationConfig
+from system.model.agent_heads import AgentHeads, AgentHeadsConfig
+from system.model.dynamics import Dynamics, DynamicsConfig
+from system.model.tokenizer import Tokenizer, TokenizerConfig
+from system.replay import make_store
+from system.replay.trajectory_table import trajectory_table
+from system.training.imagination_trainer import ImaginationTrainConfig
+from system.training.imagination_worker import ImaginationWorker
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    tokenizer: TokenizerConfig
+    dynamics: DynamicsConfig
+    heads: AgentHeadsConfig
+    action_space: ActionSpace
+    train: ImaginationTrainConfig
+    generation: GenerationConfig
+    context_table: str = "real"    # start contexts come from here
+    table: str = "imagined"        # trajectories go there
+    seed: int = 0
+    threads: int = 1               # torch threads: rollouts are small batches, and the box is shared
+
+
+class ImaginationWorkerShell:
+    def __init__(self, spec: WorkerSpec, replay_cfg, state: dict, version: int = 0):
+        torch.set_num_threads(spec.threads)
+        tokenizer = Tokenizer(spec.tokenizer)
+        tokenizer.load_state_dict(state["tokenizer"])
+        dynamics = Dynamics(spec.dynamics, spec.action_space)
+        dynamics.load_state_dict(state["dynamics"])
+        heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
+                           spec.dynamics.transformer.dim)
+        heads.load_state_dict(state["heads"])
+        self.store = make_store(replay_cfg, seed=spec.seed)
+        table = trajectory_table(self.store, spec.table, seed=spec.seed)
+        self.worker = ImaginationWorker(tokenizer, dynamics, heads, spec.train, spec.generation, self.store, table,
+                                        spec.context_table, seed=spec.seed)
+        self.worker.trainer.prior.load_state_dict(state["prior"])
+        self.worker.version = int(version)
+
+    def produce(self, version: int, heads_state: dict | None = None) -> tuple[int, int]:
+        if heads_state is not None and version > self.worker.version:
+            self.worker.set_policy(version, heads_state)
+        return self.worker.produce(), self.worker.version
+
+
+ImaginationWorkerActor = ray.remote(num_cpus=0)(ImaginationWorkerShell)

@@ -1,0 +1,84 @@
+"""Phase 3's trajectories from Ray imagination workers, through the `imagined` table.
+
+    source = imagined_source(cfg, store, tokenizer, trainer, workers=2)   # inside a ray_session
+    traj = source.next()             # an ImaginedTrajectory from the table (rate limited against this learner)
+    source.publish(trainer)          # the trainer's heads, version trainer.step, to the workers' next calls
+    source.close()
+
+Each worker is started from the trainer's current state (frozen tokenizer and dynamics, heads, the prior), so a
+resumed phase 3 starts its workers from the resumed heads. The driver keeps one `produce` call in flight per
+worker and passes the latest published heads (one object in Ray's object store per version) with each new call.
+A sample that the limiter holds back is retried in short waits, relaunching finished calls in between, so the
+learner never waits on a worker that has nothing to do. `next` raises the first error a worker raised.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+
+from actors.imagination_worker import ImaginationWorkerActor, WorkerSpec
+from system.envs.action_space import crafter_action_space
+from system.imagination.trajectory import ImaginedTrajectory, decode_trajectory
+from system.replay.limiter import RateLimited
+from system.replay.trajectory_table import trajectory_table
+from system.runtime.phase1_collection import runner_replay_config
+
+WORKER_SEED_OFFSET = 7919  # worker k draws noise and contexts from seed + offset * (k + 1)
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+
+def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "imagined") -> "ImaginedSource":
+    """The main job's source: `workers` workers from the run's config sections, on the run's Redis."""
+    specs = [WorkerSpec(tokenizer=cfg.tokenizer.model, dynamics=cfg.dynamics.model, heads=cfg.agent.heads,
+                        action_space=crafter_action_space(), train=cfg.imagination.train,
+                        generation=cfg.dynamics.generation, context_table=cfg.data.ingest.table, table=table,
+                        seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1)) for k in range(workers)]
+    table_ = trajectory_table(store, table, seed=cfg.seed)
+    table_.check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
+    print(f"imagination: {workers} Ray imagination workers write table {table!r} "
+          f"(samples_per_insert {cfg.replay.tables.get(table).samples_per_insert}), policy version {trainer.step}",
+          flush=True)
+    return ImaginedSource(table_, specs, runner_replay_config(cfg, store),
+                          tokenizer, trainer, timeout=cfg.replay.block_timeout_s)
+
+
+class ImaginedSource:
+    def __init__(self, table, specs: list[WorkerSpec], replay_cfg, tokenizer, trainer, timeout: float = 600.0):
+        self.table, self.timeout = table, timeout
+        state = ray.put({"tokenizer": _cpu_state(tokenizer), "dynamics": _cpu_state(trainer.model),
+                         "heads": _cpu_state(trainer.heads), "prior": _cpu_state(trainer.prior)})
+        self.workers = [ImaginationWorkerActor.remote(spec, replay_cfg, state, trainer.step) for spec in specs]
+        self.version, self.heads = trainer.step, None  # None: the workers already hold this version
+        self.calls = {worker.produce.remote(self.version): worker for worker in self.workers}
+        self.produced = 0
+
+    def publish(self, trainer) -> None:
+        self.version, self.heads = trainer.step, ray.put(_cpu_state(trainer.heads))
+
+    def _relaunch(self) -> None:
+        done, _ = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
+        for ref in done:
+            worker = self.calls.pop(ref)
+            ray.get(ref)  # a worker's error surfaces here, naming the worker's traceback
+            self.produced += 1
+            self.calls[worker.produce.remote(self.version, self.heads)] = worker
+
+    def next(self) -> ImaginedTrajectory:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._relaunch()
+            try:
+                _, data = self.table.sample(timeout=0.05)
+                return decode_trajectory(data)
+            except RateLimited:
+                if time.monotonic() > deadline:
+                    raise
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
