@@ -5,8 +5,11 @@
 In:  the phase-2 dynamics model and heads (the policy head becomes the frozen prior here), the frozen tokenizer,
      start contexts of imagination.train.context frames drawn from replay table data.ingest.table (one rollout per
      context), held_out = (frames, actions) clips from unseen worlds for the evaluation.
-Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step.
-Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "step"}), metric lines of phase "imagination"
+Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step. With
+imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
+relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses.
+Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step"}, plus "model" under full
+     finetuning), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
      of the trained policy and of the prior from the same held-out contexts and noise seed, and the KL to the prior.
 """
@@ -20,6 +23,7 @@ import torch
 
 from system.imagination.trajectory import ImaginedTrajectory
 from system.phases.frames import frames_to_float
+from system.phases.train_agent import replay_batch
 from system.run.progress import progress
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.imagination_trainer import ImaginationTrainer
@@ -33,7 +37,10 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
 
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device):
     section = cfg.imagination
-    trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3)
+    agent = cfg.agent.train
+    trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3,
+                                 shortcut=cfg.dynamics.train.shortcut,
+                                 dynamics_step=cfg.dynamics.train.steps + agent.steps)
     path = Path(run_dir) / "checkpoints" / "imagination.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
@@ -47,7 +54,14 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
             z = model.pack(tokenizer.encode(frames_to_float(batch.frames, device)))
         actions = torch.from_numpy(batch.actions).to(device).long()
         task = torch.from_numpy(batch.task_ids).to(device).long()
-        metrics = trainer.train_step(trainer.imagine(z, actions, task))
+        replay = None
+        if train.full_finetune:   # the phase-2 mixture keeps the dynamics, prior and reward losses on
+            uniform_rows, relevant_rows = agent.split()
+            replay = (replay_batch(store, cfg.data.ingest.table, uniform_rows, agent.seq_len, tokenizer, model,
+                                   device),
+                      replay_batch(store, agent.relevant_table or cfg.data.ingest.table, relevant_rows,
+                                   agent.seq_len, tokenizer, model, device))
+        metrics = trainer.train_step(trainer.imagine(z, actions, task), replay)
         bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train.steps:
             log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
