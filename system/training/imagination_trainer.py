@@ -98,7 +98,6 @@ class ImaginationTrainer:
             module.requires_grad_(cfg.full_finetune)
         if cfg.full_finetune:
             groups.append({"params": [p for m in finetuned for p in m.parameters()], "lr": cfg.finetune_lr})
-        self.finetuned = finetuned if cfg.full_finetune else []
         self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.95))
         device = next(model.parameters()).device
         self.norms = torch.nn.ModuleDict({k: RunningRMS(cfg.loss_rms_decay) for k in
