@@ -115,3 +115,12 @@ def test_imagination_workers_on_the_embedded_store_are_refused_before_any_work(t
     err = capsys.readouterr().err
     assert "needs a single-server Redis replay store, got EmbeddedStore" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "checkpoints" / "tokenizer.pt").exists()
+
+
+def test_full_finetuning_with_imagination_workers_is_a_config_error(tmp_path, capsys):
+    # the workers would imagine with a stale copy of the dynamics that full finetuning changes
+    assert main(TINY + [f"run_dir={tmp_path / 'run'}", "runtime.imagination_workers=1",
+                        "imagination.train.full_finetune=true"]) == 2
+    err = capsys.readouterr().err
+    assert "imagination.train.full_finetune" in err and "runtime.imagination_workers" in err
+    assert not (tmp_path / "run").exists()

@@ -8,8 +8,11 @@ In:  the phase-2 dynamics model and heads (the policy head becomes the frozen pr
 Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTrajectory) -> train_step. With
 `make_source` (the main job's runtime.imagination_workers > 0: system/runtime/imagination_workers.py), the
 trajectories come from `make_source(trainer).next()` instead, and the heads go back with `publish(trainer)`
-every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy.
-Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "step"}), metric lines of phase "imagination"
+every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
+imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
+relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses.
+Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step"}, plus "model" under full
+     finetuning), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
      of the trained policy and of the prior from the same held-out contexts and noise seed, and the KL to the prior.
 """
@@ -23,6 +26,7 @@ import torch
 
 from system.imagination.trajectory import ImaginedTrajectory
 from system.phases.frames import frames_to_float
+from system.phases.train_agent import replay_batch
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.training.checkpoint import load_checkpoint, save_checkpoint
@@ -38,7 +42,10 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,
                           make_source=None):
     section = cfg.imagination
-    trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3)
+    agent = cfg.agent.train
+    trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3,
+                                 shortcut=cfg.dynamics.train.shortcut,
+                                 dynamics_step=cfg.dynamics.train.steps + agent.steps)
     path = Path(run_dir) / "checkpoints" / "imagination.pt"
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
@@ -62,7 +69,14 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
                 traj = trainer.imagine(z, actions, task)
             else:  # from the imagination workers, through the `imagined` table
                 traj = source.next()
-            metrics = trainer.train_step(traj)
+            replay = None
+            if train.full_finetune:   # the phase-2 mixture keeps the dynamics, prior and reward losses on
+                uniform_rows, relevant_rows = agent.split()
+                replay = (replay_batch(store, cfg.data.ingest.table, uniform_rows, agent.seq_len, tokenizer, model,
+                                       device),
+                          replay_batch(store, agent.relevant_table or cfg.data.ingest.table, relevant_rows,
+                                       agent.seq_len, tokenizer, model, device))
+            metrics = trainer.train_step(traj, replay)
             metrics["policy_lag"] = step - traj.policy_version  # updates since the policy that imagined it
             if source is not None and trainer.step % cfg.runtime.publish_every == 0:
                 source.publish(trainer)

@@ -66,6 +66,11 @@ class Config:
             raise ValueError(f"agent.train.context_noise = {self.agent.train.context_noise} must equal "
                              f"dynamics.generation.context_noise = {self.dynamics.generation.context_noise} "
                              "(heads read agent features at the level generation and acting produce them)")
+        if self.imagination.train.full_finetune and self.runtime.imagination_workers:
+            # Workers imagine with their own copy of the dynamics and receive only new heads: it would go stale.
+            raise ValueError("imagination.train.full_finetune = true with runtime.imagination_workers = "
+                             f"{self.runtime.imagination_workers}: the workers receive only the heads, not the "
+                             "finetuned dynamics; use one or the other")
         capacity = self.replay.tables.get(table).capacity_steps
         if self.data.ingest.chunk_length > capacity:
             raise ValueError(f"data.ingest.chunk_length = {self.data.ingest.chunk_length} is more than the table "

@@ -75,6 +75,25 @@ def agent_features(model, z1: torch.Tensor, actions: torch.Tensor, task: torch.T
     return model(noise_latents(z1, noise, tau), tau, d, actions, task).agent
 
 
+def replay_losses(model, policy, reward, continuation, uniform: AgentBatch, relevant: AgentBatch,
+                  shortcut: ShortcutConfig, dynamics_step: int, context_noise: float,
+                  generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The phase-2 terms on replay rows: shortcut forcing on `uniform`; BC of `policy`, reward and (if the head
+    exists) continuation on the agent features of `relevant`. Phase 3's full finetuning reuses them with the
+    frozen prior as `policy` (its BC keeps the features the prior reads meaningful)."""
+    dyn, metrics = shortcut_loss(model, uniform.z1, uniform.actions, shortcut, dynamics_step, generator,
+                                 uniform.task)
+    h = agent_features(model, relevant.z1, relevant.actions, relevant.task, context_noise, generator)
+    bc, m_bc = behaviour_cloning_loss(policy(h), relevant.actions, relevant.terminals)
+    rew, m_rew = reward_loss(reward, h, relevant.rewards, relevant.terminals)
+    terms = {"dynamics": dyn, "bc": bc, "reward": rew}
+    metrics = {**{k: float(v) for k, v in metrics.items()}, **m_bc, **m_rew}
+    if continuation is not None:
+        terms["continuation"], m_con = continuation_loss(continuation, h, relevant.terminals)
+        metrics.update(m_con)
+    return terms, metrics
+
+
 class AgentTrainer:
     TERMS = ("dynamics", "bc", "reward", "continuation")
 
@@ -94,20 +113,9 @@ class AgentTrainer:
         self.step = 0
 
     def losses(self, uniform: AgentBatch, relevant: AgentBatch) -> tuple[dict[str, torch.Tensor], dict]:
-        # the uniform half: shortcut forcing only, continuing phase 1's step count
-        dyn, metrics = shortcut_loss(self.model, uniform.z1, uniform.actions, self.shortcut,
-                                     self.dynamics_step + self.step,
-                                     self.generator, uniform.task)
-        h = agent_features(self.model, relevant.z1, relevant.actions, relevant.task, self.cfg.context_noise,
-                           self.generator)
-        bc, m_bc = behaviour_cloning_loss(self.heads.policy(h), relevant.actions, relevant.terminals)
-        rew, m_rew = reward_loss(self.heads.reward, h, relevant.rewards, relevant.terminals)
-        terms = {"dynamics": dyn, "bc": bc, "reward": rew}
-        metrics = {**{k: float(v) for k, v in metrics.items()}, **m_bc, **m_rew}
-        if self.heads.continuation is not None:
-            terms["continuation"], m_con = continuation_loss(self.heads.continuation, h, relevant.terminals)
-            metrics.update(m_con)
-        return terms, metrics
+        return replay_losses(self.model, self.heads.policy, self.heads.reward, self.heads.continuation, uniform,
+                             relevant, self.shortcut, self.dynamics_step + self.step, self.cfg.context_noise,
+                             self.generator)
 
     def train_step(self, uniform: AgentBatch, relevant: AgentBatch) -> dict[str, float]:
         self.model.train()

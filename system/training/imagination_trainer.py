@@ -16,8 +16,18 @@ Training on a trajectory: continuation probabilities are made hard (c > 0.5: a p
 returns from lambda_returns with the SLOW value head recomputed on the stored h_t; weights alive_weights(c)
 drop every step from a predicted terminal frame on. Value loss: two-hot cross entropy of the online value head
 on h_t (t < H) toward R_t, weighted. Policy: PMPO on the stored actions with A_t = R_t - v(h_t) (online value,
-detached) and beta * KL[pi || prior] exact. Only the policy and value heads train (the transformer, reward,
-continuation and prior are frozen); the slow value copy follows the online one after every step.
+detached) and beta * KL[pi || prior] exact. By default only the policy and value heads train (the transformer,
+reward, continuation and prior are frozen); the slow value copy follows the online one after every step.
+
+Full finetuning (`full_finetune`, paper section 4: "helps slightly but needs the dynamics, prior and reward
+losses"): the transformer, reward and continuation heads train too, at `finetune_lr`, and every step also takes
+a replay batch `(uniform, relevant)` of AgentBatch rows (agent_trainer.replay_losses): shortcut forcing on the
+uniform rows keeps the world model, reward and continuation losses keep those heads true to the changing
+features, and BC through the FROZEN prior head (gradient into the transformer only; the prior's weights never
+move) keeps the features the prior reads meaning what they meant in phase 2. Each of these terms is divided by
+its own running RMS; PMPO and the value loss are not. The imagined features are stored detached, so PMPO and
+the value loss still reach only the heads: the transformer learns from the replay terms alone (recomputing h_t
+of the imagined frames under gradient is not implemented).
 """
 
 from __future__ import annotations
@@ -31,8 +41,10 @@ import torch
 from system.imagination.generation import CachedSampler, GenerationConfig, draw_noise
 from system.imagination.trajectory import ImaginedTrajectory
 from system.objectives.lambda_returns import alive_weights, lambda_returns
+from system.objectives.loss_norm import RunningRMS
 from system.objectives.pmpo import pmpo_loss
-from system.training.optim import make_optimizer
+from system.objectives.shortcut import ShortcutConfig
+from system.training.agent_trainer import AgentBatch, replay_losses
 
 
 @dataclass
@@ -49,6 +61,9 @@ class ImaginationTrainConfig:
     value_lr: float = 3e-4
     grad_clip: float = 1.0
     argmax_eval: bool = False      # evaluation with the arg-max action instead of samples (checklist 27: off)
+    full_finetune: bool = False    # also train the transformer, reward, continuation with the replay losses kept on
+    finetune_lr: float = 1e-5      # lr of the transformer, reward and continuation heads under full_finetune
+    loss_rms_decay: float = 0.99   # running RMS of the replay terms under full_finetune
 
     def __post_init__(self) -> None:
         for key in ("batch_size", "context", "horizon"):
@@ -59,25 +74,34 @@ class ImaginationTrainConfig:
                 raise ValueError(f"{key} = {getattr(self, key)} must lie in [0, 1]")
         if self.beta < 0:
             raise ValueError(f"beta = {self.beta} must be >= 0")
+        if self.finetune_lr <= 0:
+            raise ValueError(f"finetune_lr = {self.finetune_lr} must be > 0")
 
 
 class ImaginationTrainer:
-    def __init__(self, model, heads, cfg: ImaginationTrainConfig, generation: GenerationConfig, seed: int = 0):
+    def __init__(self, model, heads, cfg: ImaginationTrainConfig, generation: GenerationConfig, seed: int = 0,
+                 shortcut: ShortcutConfig | None = None, dynamics_step: int = 0):
+        """shortcut, dynamics_step: the dynamics loss and its step count, used only under full_finetune."""
         window = model.cfg.transformer.context
         if cfg.context > window:
             raise ValueError(f"imagination context = {cfg.context} frames is longer than the dynamics window "
                              f"dynamics.model.transformer.context = {window}")
         self.model, self.heads, self.cfg, self.generation = model, heads, cfg, generation
-        model.requires_grad_(False).eval()
-        for frozen in (heads.reward, heads.continuation):
-            if frozen is not None:
-                frozen.requires_grad_(False)
+        self.shortcut, self.dynamics_step = shortcut or ShortcutConfig(), dynamics_step
+        model.eval()
         # the prior is the frozen phase-2 policy: copied once, here, and never refreshed (checklist 23)
         self.prior = copy.deepcopy(heads.policy).requires_grad_(False).eval()
-        self.optimizer = torch.optim.AdamW([
-            {"params": list(heads.policy.parameters()), "lr": cfg.policy_lr},
-            {"params": list(heads.value.parameters()), "lr": cfg.value_lr}], weight_decay=0.0, betas=(0.9, 0.95))
+        groups = [{"params": list(heads.policy.parameters()), "lr": cfg.policy_lr},
+                  {"params": list(heads.value.parameters()), "lr": cfg.value_lr}]
+        finetuned = [m for m in (model, heads.reward, heads.continuation) if m is not None]
+        for module in finetuned:
+            module.requires_grad_(cfg.full_finetune)
+        if cfg.full_finetune:
+            groups.append({"params": [p for m in finetuned for p in m.parameters()], "lr": cfg.finetune_lr})
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=0.0, betas=(0.9, 0.95))
         device = next(model.parameters()).device
+        self.norms = torch.nn.ModuleDict({k: RunningRMS(cfg.loss_rms_decay) for k in
+                                          ("dynamics", "bc", "reward", "continuation")}).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.step = 0
         self._sampler: CachedSampler | None = None
@@ -126,8 +150,13 @@ class ImaginationTrainer:
                                   rewards=host(heads.reward.predict(feats)), continues=host(continues),
                                   values=host(heads.slow_value.predict(feats)), policy_version=self.step)
 
-    def train_step(self, traj: ImaginedTrajectory) -> dict[str, float]:
+    def train_step(self, traj: ImaginedTrajectory,
+                   replay: tuple[AgentBatch, AgentBatch] | None = None) -> dict[str, float]:
+        """One update on an imagined batch; `replay` = (uniform, relevant) rows, required under full_finetune."""
         cfg, heads = self.cfg, self.heads
+        if cfg.full_finetune and replay is None:
+            raise ValueError("imagination.train.full_finetune = true needs a replay batch (uniform, relevant) per "
+                             "step for the dynamics, prior and reward losses")
         device = next(heads.value.parameters()).device
         h = torch.from_numpy(traj.agent).to(device)
         actions = torch.from_numpy(traj.actions).to(device)
@@ -144,9 +173,18 @@ class ImaginationTrainer:
         dist = heads.policy.act(now)
         kl = dist.kl(self.prior.act(now))
         policy_loss, metrics = pmpo_loss(dist.log_prob(actions), advantage, kl, weights, cfg.alpha, cfg.beta)
+        total = policy_loss + value_loss
+        if cfg.full_finetune:
+            self.model.train()
+            terms, m_replay = replay_losses(self.model, self.prior, heads.reward, heads.continuation, *replay,
+                                            self.shortcut, self.dynamics_step + self.step,
+                                            self.generation.context_noise, self.generator)
+            self.model.eval()
+            total = total + sum(self.norms[name](loss) for name, loss in terms.items())
+            metrics.update(m_replay)
         self.optimizer.zero_grad(set_to_none=True)
-        (policy_loss + value_loss).backward()
-        params = list(heads.policy.parameters()) + list(heads.value.parameters())
+        total.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if cfg.grad_clip > 0:
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
         self.optimizer.step()
@@ -157,11 +195,18 @@ class ImaginationTrainer:
         return metrics
 
     def state_dict(self) -> dict:
-        return {"heads": self.heads.state_dict(), "prior": self.prior.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "step": self.step}
+        state = {"heads": self.heads.state_dict(), "prior": self.prior.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "loss_norm": self.norms.state_dict(), "step": self.step}
+        if self.cfg.full_finetune:   # the transformer changes only under full finetuning
+            state["model"] = self.model.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.heads.load_state_dict(state["heads"])
         self.prior.load_state_dict(state["prior"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if "loss_norm" in state:
+            self.norms.load_state_dict(state["loss_norm"])
+        if "model" in state:
+            self.model.load_state_dict(state["model"])
         self.step = int(state["step"])

@@ -1,6 +1,8 @@
-"""Learning checks of phase 2 on real Crafter: a small world model plus agent heads, trained for minutes on
-scripted-explorer episodes, (1) played live in Crafter the BC policy shows the explorer's behaviour far above
-the random policy, (2) on held-out episodes the reward head separates steps with and without reward."""
+"""Learning checks of phases 2 and 3 on real Crafter: a small world model plus agent heads, trained for minutes
+on scripted-explorer episodes, (1) played live in Crafter the BC policy shows the explorer's behaviour far above
+the random policy, (2) on held-out episodes the reward head separates steps with and without reward, (3) phase 3
+raises the imagined return over the phase-2 prior without the KL to the prior exploding (live Crafter return of
+prior vs trained is reported, not asserted)."""
 
 import os
 
@@ -16,15 +18,19 @@ from system.imagination.acting import LiveActor
 from system.imagination.generation import GenerationConfig
 from system.model.agent_heads import AgentHeads, AgentHeadsConfig
 from system.model.dynamics import Dynamics, DynamicsConfig
+from system.model.policy_head import FactoredPolicy
+from system.phases.train_imagination import imagined_return
 from system.objectives.shortcut import ShortcutConfig
 from system.training.agent_trainer import AgentBatch, AgentTrainConfig, AgentTrainer, agent_features
 from system.training.batch_schedule import BatchScheduleConfig
 from system.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
+from system.training.imagination_trainer import ImaginationTrainConfig, ImaginationTrainer
 from tests.training.test_world_model_learning import net, train_tokenizer
 
 TRAIN_EPISODES, HELD_OUT_EPISODES, EPISODE_STEPS = 24, 12, 150
 DYNAMICS_STEPS, AGENT_STEPS, SEQ = 400, 400, 12
 LIVE_EPISODES, LIVE_STEPS = 20, 100
+PHASE3_STEPS, PHASE3_CONTEXT, PHASE3_HORIZON, PHASE3_EVAL_CONTEXTS, PHASE3_EVAL_SEEDS = 150, 8, 16, 32, 3
 
 
 def windows(episodes, z, rows, rng):
@@ -73,7 +79,8 @@ def play(actor_or_none, world_seeds, seed):
     return wood, returns
 
 
-def learning_run(seed: int) -> dict[str, float]:
+def learning_run(seed: int) -> tuple[dict[str, float], dict]:
+    """Phase 1 and 2 and their figures; also the pieces phase 3 continues from."""
     collect = CollectConfig(episodes=TRAIN_EPISODES, policy="scripted", seed=0, max_episode_steps=EPISODE_STEPS)
     train = [s.read() for s in crafter_sources(collect)]
     held = [s.read() for s in crafter_sources(CollectConfig(episodes=HELD_OUT_EPISODES, policy="scripted",
@@ -116,6 +123,7 @@ def learning_run(seed: int) -> dict[str, float]:
             scores.append(heads.reward.predict(h)[0].numpy())
             labels.append(e.rewards > 0.5)
         figures["reward_auc"] = auc(np.concatenate(scores), np.concatenate(labels))
+        z_held = [latents(e.frames) for e in held]
         figures["rewarded_steps"] = int(np.concatenate(labels).sum())
     world_seeds = np.arange(LIVE_EPISODES) + 3_000_017
     actor = LiveActor(model, heads.policy, GenerationConfig(sampling_steps=4), batch=LIVE_EPISODES,
@@ -125,18 +133,86 @@ def learning_run(seed: int) -> dict[str, float]:
     figures.update(bc_wood_rate=float(wood_bc.mean()), random_wood_rate=float(wood_random.mean()),
                    bc_return=float(ret_bc.mean()), bc_return_std=float(ret_bc.std()),
                    random_return=float(ret_random.mean()), random_return_std=float(ret_random.std()))
+    return figures, dict(model=model, heads=heads, tokenizer=tokenizer, train=train, z_train=z_train, held=held,
+                         z_held=z_held)
+
+
+class FixedPolicy:
+    """A content-blind policy for the phase-3 baselines: the same action distribution whatever h_t says
+    (uniform with `action=None`, else always `action`)."""
+
+    def __init__(self, classes: int, action: int | None = None):
+        self.logits = torch.zeros(classes) if action is None else torch.full((classes,), -30.0).index_fill(
+            0, torch.tensor([action]), 30.0)
+
+    def act(self, h):
+        return FactoredPolicy(("categorical",), [self.logits.expand(*h.shape[:-2], -1)])
+
+
+def imagination_run(model, heads, tokenizer, train, z_train, held, z_held, seed: int) -> dict[str, float]:
+    """Phase 3 on the phase-2 model: PMPO inside the frozen world model from 8-frame training contexts, then the
+    imagined return (sum of predicted rewards over H = 16 alive steps) from held-out contexts for the trained
+    policy, the prior and content-blind baselines with the same noise draws, and live Crafter returns."""
+    cfg = ImaginationTrainConfig(steps=PHASE3_STEPS, batch_size=16, context=PHASE3_CONTEXT, horizon=PHASE3_HORIZON,
+                                 policy_lr=1e-4, value_lr=1e-3)
+    trainer = ImaginationTrainer(model, heads, cfg, GenerationConfig(sampling_steps=4), seed=seed)
+    rng = np.random.default_rng(seed + 5)
+
+    def contexts(episodes, z, rows):
+        picks = [(p, rng.integers(len(episodes[p].frames) - PHASE3_CONTEXT + 1))
+                 for p in rng.integers(len(episodes), size=rows)]
+        return (torch.stack([z[p][s:s + PHASE3_CONTEXT] for p, s in picks]),
+                torch.stack([torch.from_numpy(episodes[p].actions[s:s + PHASE3_CONTEXT]).long() for p, s in picks]))
+
+    def evaluate(policy, eval_seed) -> tuple[float, float]:
+        trainer.generator.manual_seed(eval_seed)   # the same noise and sampling stream for every policy
+        traj = trainer.imagine(*held_contexts, policy=policy)
+        h = torch.from_numpy(traj.agent[:, :-1])
+        kl = float(heads.policy.act(h).kl(trainer.prior.act(h)).mean())
+        return imagined_return(traj), kl
+
+    held_contexts = contexts(held, z_held, PHASE3_EVAL_CONTEXTS)
+    figures = {}
+    with torch.no_grad():
+        before = [evaluate(None, 100 + i)[0] for i in range(PHASE3_EVAL_SEEDS)]
+    history = []
+    for _ in range(PHASE3_STEPS):
+        history.append(trainer.train_step(trainer.imagine(*contexts(train, z_train, cfg.batch_size))))
+    with torch.no_grad():
+        prior = [evaluate(trainer.prior, 100 + i)[0] for i in range(PHASE3_EVAL_SEEDS)]
+        trained = [evaluate(None, 100 + i) for i in range(PHASE3_EVAL_SEEDS)]
+        uniform = [evaluate(FixedPolicy(17), 100 + i)[0] for i in range(PHASE3_EVAL_SEEDS)]
+        constant = [evaluate(FixedPolicy(17, k), 100)[0] for k in range(17)]
+    figures.update(prior_return=float(np.mean(prior)), prior_return_seed_std=float(np.std(prior)),
+                   untrained_policy_return=float(np.mean(before)),
+                   trained_return=float(np.mean([r for r, _ in trained])),
+                   trained_return_seed_std=float(np.std([r for r, _ in trained])),
+                   trained_kl_prior=float(np.mean([k for _, k in trained])),
+                   uniform_return=float(np.mean(uniform)), best_constant_return=float(max(constant)),
+                   best_constant_action=int(np.argmax(constant)),
+                   train_kl_last=float(np.mean([m["kl_prior"] for m in history[-10:]])),
+                   train_return_first=float(np.mean([m["imagined_return"] for m in history[:10]])),
+                   train_return_last=float(np.mean([m["imagined_return"] for m in history[-10:]])))
+    world_seeds = np.arange(LIVE_EPISODES) + 4_000_037
+    for name, policy in (("prior", trainer.prior), ("trained", heads.policy)):
+        actor = LiveActor(model, policy, GenerationConfig(sampling_steps=4), batch=LIVE_EPISODES,
+                          tokenizer=tokenizer, generator=torch.Generator().manual_seed(seed))
+        _, returns = play(actor, world_seeds, seed)
+        figures[f"live_{name}_return"], figures[f"live_{name}_return_std"] = float(returns.mean()), float(returns.std())
     return figures
 
 
-# Too long for the suite (38 minutes on a loaded 2-core box, the suite's budget is 20): opt in with
+# Too long for the suite (38 minutes on a loaded 2-core box for phases 1-2, about 12 more for phase 3; the
+# suite's budget is 20): opt in with
 # DREAMER4_LONG_TESTS=1 python -m pytest tests/training/test_agent_learning.py
 long_test = pytest.mark.skipif(os.environ.get("DREAMER4_LONG_TESTS") != "1",
-                               reason="long learning check (~40 min on 2 cores): set DREAMER4_LONG_TESTS=1")
+                               reason="long learning check (~50 min on 2 cores): set DREAMER4_LONG_TESTS=1")
 
 
 @pytest.fixture(scope="module")
 def figures() -> dict[str, float]:
-    f = learning_run(seed=0)
+    f, state = learning_run(seed=0)
+    f.update({f"phase3_{k}": v for k, v in imagination_run(**state, seed=0).items()})   # after phase 2's figures
     print({k: round(v, 4) for k, v in f.items()})
     return f
 
@@ -156,9 +232,34 @@ def test_bc_policy_collects_wood_far_more_often_than_random(figures):
 
 @pytest.mark.slow
 @long_test
-@pytest.mark.xfail(strict=True, reason="measured reward AUC 0.55 (47 rewarded steps) against the 0.75 bar: the "
-                                       "reward head has not learned to separate rewarded steps at this budget")
+@pytest.mark.xfail(strict=True, reason="measured reward AUC 0.55 (47 rewarded steps) against the 0.75 bar. Not a "
+                                       "data or index defect: a linear probe on the same phase-2 features gets "
+                                       "0.75 and a_t alone 0.83; the two-hot head underfits in 400 steps (its "
+                                       "train AUC on frozen features is 0.58). docs/architecture.md, 'Reward "
+                                       "head: what the diagnosis found'")
 def test_reward_head_separates_rewarded_steps_on_held_out_episodes(figures):
     """AUC of the reward head's distance-0 prediction separating steps with reward > 0.5 (achievements) from the
     rest on 12 held-out episodes; asserted > 0.75. Known to fail today (strict xfail: a pass is reported)."""
     assert figures["reward_auc"] > 0.75, figures
+
+
+@pytest.mark.slow
+@long_test
+@pytest.mark.xfail(strict=True, reason="measured (seed 0, benchmarks/reward_head/phase3.py on a phase-2 model of the "
+                                       "same recipe): imagined return prior 0.317, trained 0.317, uniform 0.317, best "
+                                       "constant action 0.320, spread over noise seeds < 1e-4, KL 0.004: the "
+                                       "reward head predicts about the same reward for every imagined step (see "
+                                       "the reward-head xfail), so there is no return for PMPO to raise")
+def test_imagination_training_raises_the_imagined_return_over_the_prior_without_the_kl_exploding(figures):
+    """Phase 3 from the phase-2 model of the figures fixture: 150 PMPO updates (16 rollouts of H = 16 from 8-frame
+    training contexts, K = 4, policy lr 1e-4, value lr 1e-3, alpha 0.5, beta 0.3), seed 0.
+    Measure: imagined return (predicted rewards summed over 16 alive steps, the world model's own judge) from 32
+    held-out contexts, the same noise draws for every policy, mean over 3 noise seeds. Bar: the trained policy
+    beats the frozen prior by more than 3 times the prior's spread over those seeds (and by at least 0.05), and
+    the mean per-step KL[pi || prior] stays under 0.5 nats. Content-blind baselines (uniform and the best single
+    constant action) are reported alongside: beating the prior but not them means phase 3 only moved the
+    marginal action frequencies, which a policy that ignores h_t could do too."""
+    f = {k[len("phase3_"):]: v for k, v in figures.items() if k.startswith("phase3_")}
+    margin = max(0.05, 3 * f["prior_return_seed_std"])
+    assert f["trained_return"] >= f["prior_return"] + margin, f
+    assert f["trained_kl_prior"] < 0.5, f

@@ -79,3 +79,41 @@ def test_no_value_or_policy_loss_after_a_predicted_end():
     trainer.train_step(scrambled)
     for k, v in heads.policy.state_dict().items():
         torch.testing.assert_close(v, after_ended[k])
+
+
+def replay_rows(g):
+    from system.training.agent_trainer import AgentBatch
+
+    def rows():
+        return AgentBatch(torch.randn(2, 6, 4, 8, generator=g), random_actions(2, 6, generator=g),
+                          (torch.rand(2, 6, generator=g) < 0.3).float(), torch.zeros(2, 6, dtype=torch.bool),
+                          torch.full((2,), -1))
+    return rows(), rows()
+
+
+def grads_after_one_step(full_finetune: bool):
+    model, heads, trainer = make(full_finetune=full_finetune)
+    prior = {n: p.clone() for n, p in trainer.prior.named_parameters()}
+    g = torch.Generator().manual_seed(3)
+    metrics = trainer.train_step(trainer.imagine(*contexts(g)), replay_rows(g))
+    assert all(torch.equal(p, prior[n]) for n, p in trainer.prior.named_parameters())   # never trained
+    reached = {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+               for name, module in (("model", model), ("reward", heads.reward), ("continuation", heads.continuation),
+                                    ("policy", heads.policy), ("value", heads.value))}
+    return reached, metrics
+
+
+def test_gradients_reach_the_dynamics_and_reward_only_with_full_finetuning():
+    default, metrics = grads_after_one_step(False)
+    assert default == {"model": False, "reward": False, "continuation": False, "policy": True, "value": True}
+    assert "flow_mse" not in metrics                      # a replay batch is ignored without the flag
+    full, metrics = grads_after_one_step(True)
+    assert all(full.values()), full
+    assert {"flow_mse", "bc_nll", "reward_ce", "continuation_bce"} <= set(metrics)   # the replay losses stay on
+
+
+def test_full_finetuning_without_a_replay_batch_is_an_error_naming_the_flag():
+    _, _, trainer = make(full_finetune=True)
+    traj = trainer.imagine(*contexts(torch.Generator().manual_seed(4)))
+    with pytest.raises(ValueError, match="full_finetune"):
+        trainer.train_step(traj)
