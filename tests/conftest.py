@@ -131,3 +131,17 @@ def ray_head():
 
     with start_ray_head(num_cpus=2) as head:
         yield head
+
+
+@pytest.fixture
+def sigint_reaches_children():
+    """Children start with SIGINT at its default, as a terminal's foreground job does. A shell without job
+    control starts background commands with SIGINT ignored, and an ignored signal stays ignored across exec:
+    run that way (`make test &` in a script), a Ctrl-C test would otherwise send a signal nobody receives."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:  # a handler (not SIG_IGN) resets to the default in an exec'd child
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -211,7 +211,8 @@ def stored_steps(run_dir: Path) -> int:
 
 @pytest.mark.redis
 @pytest.mark.timeout(120)
-def test_ctrl_c_during_ingest_says_interrupted_and_the_rerun_completes(tmp_path, need_redis):
+def test_ctrl_c_during_ingest_says_interrupted_and_the_rerun_completes(tmp_path, need_redis,
+                                                                       sigint_reaches_children):
     run_dir = tmp_path / "run"
     args = ["crafter", f"run_dir={run_dir}", "replay.backend=redis", "data.collect.episodes=8",
             "data.collect.max_episode_steps=60", "data.ingest.chunk_length=16"]

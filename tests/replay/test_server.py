@@ -36,7 +36,7 @@ except KeyboardInterrupt:
 
 
 @pytest.fixture
-def start_parent():
+def start_parent(sigint_reaches_children):
     """start_parent(directory) -> (parent process, server pid); whatever a test leaves running is killed after it."""
     started = []
 
