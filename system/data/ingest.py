@@ -168,6 +168,15 @@ INTERRUPTED = ("[yellow]interrupted[/yellow]: run the same command again to fini
                "written twice")
 
 
+def interrupted(console: Console, message: str) -> int:
+    """Ctrl-C: one line and exit status 130. Objects the interrupt left half-built (Crafter loads its textures
+    through imageio, whose plugin's __del__ then fails at exit) would print 'Exception ignored ... Traceback'
+    after that line: a process that is about to exit on Ctrl-C drops those."""
+    sys.unraisablehook = lambda unraisable: None
+    console.print(message)
+    return 130
+
+
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     from system.run.config import load
     from system.run.typed_config import ConfigError
@@ -226,8 +235,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     try:
         return _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
     except KeyboardInterrupt:  # outside the ingest loop: while the store opens or the summary prints
-        console.print(INTERRUPTED)
-        return 130
+        return interrupted(console, INTERRUPTED)
 
 
 # Action spaces a table may have been written in, to suggest data.ingest.action_space on a mismatch.
@@ -301,9 +309,8 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
                           "samples_per_insert is 0 (the same settings the training run then uses)")
             return 1
         except KeyboardInterrupt:
-            console.print(f"{INTERRUPTED} (before it, this run wrote {report.chunks_added} chunks, "
-                          f"{report.steps_added} steps)")
-            return 130
+            return interrupted(console, f"{INTERRUPTED} (before it, this run wrote {report.chunks_added} chunks, "
+                                        f"{report.steps_added} steps)")
     console.print(summary_table(report, table, target, where, store_steps))
     report.stats.print(console, per_source=per_source)
     if kind == "crafter" and report.crafter.returns:
