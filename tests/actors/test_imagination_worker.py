@@ -64,7 +64,9 @@ def test_workers_imagine_what_the_driver_would_and_the_learner_trains_on_it(loca
     finally:
         source.close()
     assert stats["sampled"] == UPDATES * N and 0 <= stats["inserted"] - stats["sampled"] <= 2 * N  # the limiter
-    assert max(t.policy_version for t in received) >= 2  # later rollouts acted with published heads
+    # Later rollouts acted with published heads (version 0 is the heads the workers started with). How far the
+    # versions get in 6 updates depends on timing (the table may run 2 trajectories ahead): CI saw 1, not 2.
+    assert max(t.policy_version for t in received) >= 1
 
     # the first stored trajectory is a worker's first rollout (version 0): the driver, with that worker's seed
     # for contexts and noise, imagines the same one
