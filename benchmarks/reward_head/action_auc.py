@@ -5,9 +5,7 @@ WORK = os.environ.get("WORK", "/tmp/reward_head")   # episodes and checkpoints p
 os.makedirs(WORK, exist_ok=True)
 from system.data.collect import crafter_sources
 from system.data.config import CollectConfig
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 tr = [s.read() for s in crafter_sources(CollectConfig(episodes=24, policy="scripted", seed=0, max_episode_steps=150))]
 he = [s.read() for s in crafter_sources(CollectConfig(episodes=12, policy="scripted", seed=2_000_003, max_episode_steps=150))]
 a = np.concatenate([e.actions[:, 0] for e in tr]); r = np.concatenate([e.rewards for e in tr]) > 0.5

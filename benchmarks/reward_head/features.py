@@ -10,9 +10,7 @@ from system.training.agent_trainer import agent_features
 raw = pickle.load(open(WORK + "/eps.pkl", "rb"))
 p1 = torch.load(WORK + "/phase1.pt", weights_only=False)
 tok, cfg = p1["tokenizer"], p1["cfg"]
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 with torch.no_grad():
     Z = {k: [tok.encode(torch.from_numpy(e[0]).float()[None] / 255)[0] for e in raw[k]] for k in ("train", "held")}
 def feats(model, split):

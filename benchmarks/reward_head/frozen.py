@@ -12,9 +12,7 @@ from system.objectives.agent_losses import reward_loss
 from system.training.agent_trainer import agent_features
 from tests.training.test_world_model_learning import net
 d = pickle.load(open(WORK + "/eps.pkl", "rb"))
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 SEQ, ROWS, STEPS = 12, 8, int(sys.argv[1]) if len(sys.argv) > 1 else 400
 torch.manual_seed(0)
 tok = Tokenizer(TokenizerConfig(image_size=(64, 64), patch_size=8, num_latents=64, latent_dim=4, mask_prob_max=0.5,

@@ -13,9 +13,7 @@ raw = pickle.load(open(WORK + "/eps.pkl", "rb"))
 p1 = torch.load(WORK + "/phase1.pt", weights_only=False)
 tok, cfg = p1["tokenizer"], p1["cfg"]
 model = Dynamics(cfg, crafter_action_space()); model.load_state_dict(torch.load(WORK + "/phase2.pt")["model"]); model.eval()
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 H = {}
 with torch.no_grad():
     for k in ("train", "held"):

@@ -22,9 +22,7 @@ raw = pickle.load(open(WORK + "/eps.pkl", "rb"))
 E = lambda x: SimpleNamespace(frames=x[0], actions=x[1], rewards=x[2], terminals=x[3])
 train, held = [E(x) for x in raw["train"]], [E(x) for x in raw["held"]]
 SEQ, seed = 12, 0
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 torch.manual_seed(seed)
 tokenizer = train_tokenizer(train, seed); say("tokenizer done")
 space = crafter_action_space()

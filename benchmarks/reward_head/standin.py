@@ -7,9 +7,7 @@ os.makedirs(WORK, exist_ok=True)
 from system.model.scalar_heads import RewardHead
 from system.objectives.agent_losses import reward_loss
 d = pickle.load(open(WORK + "/eps.pkl", "rb"))
-def auc(s, l):
-    pos, neg = s[l], s[~l]
-    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
+from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 def feats(actions, g):
     onehot = torch.nn.functional.one_hot(torch.from_numpy(actions[:, 0]).long() + 1, 18).float()
     return (onehot + 0.1 * torch.randn(onehot.shape, generator=g))[:, None, :]   # (T, 1, 18)
