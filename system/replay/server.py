@@ -16,7 +16,9 @@ The server is tied to the process that starts it:
   only the parent, which can then finish its work and stop the server;
 - <dir>/server.lock is flock'ed for as long as the server or its parent lives (the server inherits the
   descriptor), so a second process can never start a server on the same AOF; it is told who holds it. A child
-  forked from the parent (multiprocessing's "fork") inherits the lock too, until it exits.
+  forked from the parent (multiprocessing's "fork") inherits the lock too, until it exits. A holder on its way
+  out (its starter has died and it is flushing on the parent-death SIGTERM) is waited for, not refused: a resume
+  started right after a crash would otherwise race the old server's shutdown.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ START_TIMEOUT_S = 20.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 LOCK_FILE = "server.lock"
 LOCK_GRACE_S = 5.0  # how long a lock whose server has exited may take to be released
+# how long a server whose starter has died may take to shut down (SIGTERM from the parent-death tie: Redis
+# fsyncs the AOF and exits; on a loaded machine that takes seconds, and a resume right after a crash lands in it)
+ORPHAN_SHUTDOWN_S = 60.0
 
 
 def _load_prctl():
@@ -138,25 +143,35 @@ class LocalRedisServer:
         raise AssertionError("unreachable")
 
     def _lock(self) -> None:
-        """Takes <dir>/server.lock, or says which live server holds it."""
+        """Takes <dir>/server.lock, or says which live server holds it.
+
+        Waits instead of refusing while the holder is on its way out: the server has exited but its last
+        threads still hold the file (LOCK_GRACE_S), or its starter has died and the server is shutting down on
+        the parent-death signal (ORPHAN_SHUTDOWN_S)."""
         path = self.directory / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + LOCK_GRACE_S
+        started = time.monotonic()
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "redis-server (starting)"
-                pid = re.search(r"pid (\d+)", holder)
-                # A server that has just exited can hold the lock for a moment more (its last threads are
-                # still closing its files): wait for that, not for a live one.
-                if pid and not _running(int(pid.group(1))) and time.monotonic() < deadline:
+                server = re.search(r"\(pid (\d+)", holder)
+                starter = re.search(r"started by pid (\d+)", holder)
+                waited = time.monotonic() - started
+                if server and not _running(int(server.group(1))) and waited < LOCK_GRACE_S:
+                    time.sleep(0.05)
+                    continue
+                orphaned = starter is not None and not _running(int(starter.group(1)))
+                if orphaned and waited < ORPHAN_SHUTDOWN_S:
                     time.sleep(0.05)
                     continue
                 os.close(fd)
-                raise ReplayError(f"the redis data directory {self.directory} is in use by a live {holder} (lock "
-                                  f"{path}): stop that run first (its server stops with it), or use another "
+                why = (f" whose starter has exited, still running after {ORPHAN_SHUTDOWN_S:g} s (stop it by "
+                       "its pid)" if orphaned else "")
+                raise ReplayError(f"the redis data directory {self.directory} is in use by a live {holder}{why} "
+                                  f"(lock {path}): stop that run first (its server stops with it), or use another "
                                   "run_dir") from None
         self._lock_fd = fd
         self._write_lock(f"redis-server (starting, started by pid {os.getpid()})")

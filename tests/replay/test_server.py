@@ -123,3 +123,55 @@ def test_a_second_server_in_the_same_process_is_refused_too(tmp_path):
         server.stop()
     LocalRedisServer(tmp_path / "redis").start().kill()  # stop() and kill() both release the directory
     LocalRedisServer(tmp_path / "redis").start().stop()
+
+
+# Holds <dir>/server.lock as a server whose starter has died would while it shuts down: the lock names a live
+# server pid (its own) and a starter pid that has exited; it lets go after argv[3] seconds.
+ORPHAN = """
+import fcntl, os, sys, time
+fd = os.open(os.path.join(sys.argv[1], "server.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f"redis-server (pid {os.getpid()}, started by pid {sys.argv[2]})\\n".encode(), 0)
+print("holding", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def exited_pid() -> int:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_server_shutting_down_after_its_starter_died_is_waited_for_not_refused(tmp_path):
+    # A resume right after a crash: the driver is gone, its server is still flushing on the parent-death SIGTERM.
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", ORPHAN, str(directory), str(exited_pid()), "1.5"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        begun = time.monotonic()
+        LocalRedisServer(directory).start().stop()
+        assert time.monotonic() - begun > 1.0, "started while the old server still held the directory"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_an_orphaned_server_that_never_exits_is_refused_after_the_grace_naming_it(tmp_path, monkeypatch):
+    import system.replay.server as server_module
+    monkeypatch.setattr(server_module, "ORPHAN_SHUTDOWN_S", 0.5)
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", ORPHAN, str(directory), str(exited_pid()), "60"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(ReplayError, match=rf"live redis-server \(pid {holder.pid}, started by pid \d+\) whose "
+                                              r"starter has exited, still running after 0.5 s"):
+            LocalRedisServer(directory).start()
+        assert holder.poll() is None
+    finally:
+        holder.kill()
+        holder.wait()
