@@ -3,7 +3,10 @@
 What it runs (Ray where runtime.* asks for it: system/runtime/):
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
      `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
-     from other world seeds, kept in memory for evaluation;
+     from other world seeds, kept in memory for evaluation. With env.name = minerl:<Env> nothing is collected:
+     the phases train from what `python -m system.data.ingest minerl|vpt` stored, and the held-out clips come
+     from the episodes ingest put in data.ingest.held_out_table (system/data/ingested_tables.py); a run whose
+     tables are empty or of another layout stops here, naming the command that fills them;
   2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory);
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
      futures open-loop (PSNR against copying the last frame, a real-vs-imagined video);
@@ -35,6 +38,7 @@ from rich.console import Console
 from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
 from system.data.ingest import crafter_ingest_sources
+from system.data.ingested_tables import check_ingested_tables, held_out_from_table, run_action_space
 from system.envs.action_space import crafter_action_space
 from system.phases.live_eval import run_live_evaluation
 from system.phases.train_agent import run_agent_phase
@@ -66,9 +70,9 @@ def seed_everything(seed: int) -> None:
 
 
 def collect_training_data(cfg: Config, store, console: Console) -> None:
-    if cfg.env.name != "crafter":
-        raise ConfigError(f"env.name={cfg.env.name!r}: the main job collects Crafter episodes; MineRL data enters "
-                          "the store through `python -m system.data.ingest minerl <root>`")
+    if cfg.env.name != "crafter":  # a dataset run: ingest filled the tables, nothing is collected
+        console.print(check_ingested_tables(cfg, store, run_action_space(cfg)))
+        return
     if cfg.runtime.env_runners:  # Ray env runners (RLlib) instead of the in-process collection
         from system.runtime.phase1_collection import collect_with_env_runners
         return collect_with_env_runners(cfg, store, console)
@@ -78,9 +82,11 @@ def collect_training_data(cfg: Config, store, console: Console) -> None:
                   f"{store.stats(cfg.data.ingest.table).steps} steps in table {cfg.data.ingest.table!r}")
 
 
-def held_out_clips(cfg: Config, episodes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+def held_out_clips(cfg: Config, store, episodes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
     """frames (episodes, frames, H, W, 3) uint8 and actions (episodes, frames, A) int32 from worlds the
-    training collection never visits."""
+    training collection never visits (Crafter), or from the held-out table of an ingested dataset."""
+    if cfg.env.name != "crafter":
+        return held_out_from_table(store, cfg, episodes, frames)
     collect = dataclasses.replace(cfg.data.collect, episodes=episodes, seed=cfg.data.collect.seed + HELD_OUT_SEED_OFFSET,
                                   max_episode_steps=max(frames, cfg.data.collect.max_episode_steps))
     clips, actions = [], []
@@ -134,11 +140,11 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon,
                      cfg.imagination.train.context, cfg.agent.train.seq_len)
-        held_out = held_out_clips(cfg, episodes=cfg.dynamics.eval_clips, frames=length)
+        held_out = held_out_clips(cfg, store, episodes=cfg.dynamics.eval_clips, frames=length)
+        space = run_action_space(cfg)
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
-        dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, crafter_action_space(), run_dir, log, device)
-        heads = run_agent_phase(cfg, store, tokenizer, dynamics, crafter_action_space(), held_out, run_dir, log,
-                                device)
+        dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, space, run_dir, log, device)
+        heads = run_agent_phase(cfg, store, tokenizer, dynamics, space, held_out, run_dir, log, device)
         heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
         version = cfg.imagination.train.steps
         if phase_finished(run_dir, "eval", version) and (run_dir / "eval.json").exists():

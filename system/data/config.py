@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Literal
+
+
+def is_held_out(episode_id: str, every: int) -> bool:
+    """Whether an episode belongs to the held-out split (1 in `every`; never for every = 0)."""
+    return every > 0 and zlib.crc32(episode_id.encode()) % every == 0
 
 
 @dataclass
@@ -15,8 +21,18 @@ class IngestConfig:
     action_space: str = ""                       # "", "crafter", "vpt" or "minerl:<Env>"; "" = from env.name / source
     task_id: int = -1                            # written on every chunk; -1 = no task
     limit: int = 0                               # at most this many episodes per run (0 = all)
+    # 1 episode in N goes to held_out_table instead of `table` (0 = none): evaluation clips from episodes no
+    # phase trains on. Chosen by a hash of the episode id, so the split stays the same as a dataset grows.
+    held_out_every: int = 0
+    held_out_table: str = "held_out"
 
     def __post_init__(self):
+        if self.held_out_every < 0 or self.held_out_every == 1:
+            raise ValueError(f"data.ingest.held_out_every = {self.held_out_every}: 0 (no held-out episodes) or N >= 2 "
+                             "(1 episode in N held out)")
+        if self.held_out_every and self.held_out_table == self.table:
+            raise ValueError(f"data.ingest.held_out_table = {self.held_out_table!r} is the training table "
+                             "data.ingest.table: held-out episodes need a table of their own")
         if self.chunk_length < 1:
             raise ValueError("data.ingest.chunk_length must be >= 1")
         if len(self.size) != 2 or min(self.size) < 1:

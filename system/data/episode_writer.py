@@ -3,6 +3,7 @@
     report = ingest(store, sources, cfg.data.ingest, target_space)   # sources: IngestSource, read lazily
     report.ingested, report.already_stored, report.stats.skipped
 
+Each episode goes to cfg.table, or to cfg.held_out_table when it is in the held-out split (config.is_held_out).
 For each source: an episode whose chunks are all stored (offsets contiguous from 0, the last chunk `is_last`)
 is skipped without reading it. Otherwise it is read, its actions are put into `target_space` by component name
 (action_space.project_actions), it is cut into chunks (chunking.py) and every chunk is added; the store
@@ -21,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from system.data.chunking import split_into_chunks
-from system.data.config import IngestConfig
+from system.data.config import IngestConfig, is_held_out
 from system.data.episode import Episode
 from system.data.errors import DataError
 from system.data.stats import DatasetStats, SourceInfo
@@ -49,6 +50,7 @@ class IngestReport:
     crafter: CrafterStats = field(default_factory=CrafterStats)
     ingested: int = 0                # episodes read and written (fully or their missing part)
     already_stored: int = 0          # episodes found complete in the store, not read
+    held_out: int = 0                # of those written or found: episodes of the held-out table
     chunks_added: int = 0
     chunks_present: int = 0          # chunks of re-read episodes the store already held
     steps_added: int = 0
@@ -90,17 +92,22 @@ def ingest(store, sources: Iterable[IngestSource], cfg: IngestConfig, target: Ac
     """Writes the sources' episodes into `store` (see the module docstring); returns what happened."""
     console = console or Console()
     report = report or IngestReport()
-    table = cfg.table
+    where = cfg.table
+    if cfg.held_out_every:
+        where += f" (held out: {cfg.held_out_table}, 1 in {cfg.held_out_every})"
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[current]}"))
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(f"ingest -> {table}", total=total, current="")
+        task = progress.add_task(f"ingest -> {where}", total=total, current="")
         for source in sources:
             if cfg.limit and report.ingested + report.already_stored >= cfg.limit:
                 break
             progress.update(task, current=source.episode_id[-60:])
+            held_out = is_held_out(source.episode_id, cfg.held_out_every)
+            table = cfg.held_out_table if held_out else cfg.table
             if is_complete(store, table, source.episode_id):
                 report.already_stored += 1
+                report.held_out += held_out
                 progress.advance(task)
                 continue
             try:
@@ -116,13 +123,15 @@ def ingest(store, sources: Iterable[IngestSource], cfg: IngestConfig, target: Ac
                 report.stats.skip(source.group, DataError(getattr(error, "filename", None) or source.path,
                                                           f"cannot read ({error.strerror or error})"))
             else:
-                _write(store, table, episode, actions, cfg, source, report, target)
+                if _write(store, table, episode, actions, cfg, source, report, target):
+                    report.held_out += held_out
             progress.advance(task)
     return report
 
 
 def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: IngestConfig, source: IngestSource,
-           report: IngestReport, target: ActionSpace) -> None:
+           report: IngestReport, target: ActionSpace) -> bool:
+    """Adds the episode's missing chunks; False when it was skipped instead (recorded in report.stats)."""
     chunks = list(split_into_chunks(episode, cfg.chunk_length, cfg.task_id, actions, target.nvec))
     stored = {offset for offset, _ in store.episode_chunks(table, episode.episode_id)}
     overlap = [chunk for chunk in chunks if chunk.step_offset in stored]
@@ -131,7 +140,7 @@ def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: Ingest
             report.stats.skip(source.group, DataError(source.path, "the store holds a different version of this "
                                                       "episode (other seed, policy or preprocessing); use another "
                                                       "table or replay.key_prefix"))
-            return
+            return False
     for start in range(0, len(chunks), ADD_BATCH):
         batch = chunks[start:start + ADD_BATCH]
         for chunk, result in zip(batch, store.add_many(table, batch)):
@@ -149,3 +158,4 @@ def _write(store, table: str, episode: Episode, actions: np.ndarray, cfg: Ingest
                                 trailing_frames=int(metadata.get("trailing_frames", 0))))
     if "achievements" in metadata:
         report.crafter.add(metadata)
+    return True

@@ -35,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from system.data.config import DataConfig
+from system.data.config import DataConfig, IngestConfig
 from system.data.episode_writer import IngestReport, IngestSource, ingest
 from system.data.errors import DataError
 from system.data.stats import DatasetStats
@@ -123,7 +123,8 @@ def describe_sources(kind: str, root: str | Path, data: DataConfig) -> DatasetSt
     return stats
 
 
-def summary_table(report: IngestReport, table: str, space: ActionSpace, where: str, store_steps: int) -> Table:
+def summary_table(report: IngestReport, table: str, space: ActionSpace, where: str, store_steps: int,
+                  cfg: IngestConfig | None = None, held_out_steps: int | None = None) -> Table:
     out = Table(title="Ingest summary")
     out.add_column("")
     out.add_column("", justify="right")
@@ -132,6 +133,9 @@ def summary_table(report: IngestReport, table: str, space: ActionSpace, where: s
             ("skipped (bad input)", report.skipped), ("chunks written", report.chunks_added),
             ("chunks already present", report.chunks_present), ("steps written", report.steps_added),
             ("steps now in the table", store_steps), ("chunks evicted", report.evicted_chunks)]
+    if cfg is not None and cfg.held_out_every:
+        rows += [(f"of the episodes: held out (1 in {cfg.held_out_every})", report.held_out),
+                 (f"steps now in table {cfg.held_out_table!r}", held_out_steps)]
     for name, value in rows:
         out.add_row(name, str(value))
     return out
@@ -283,21 +287,24 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
                  f"local redis-server in {run_dir / 'redis'}" if servers == 1 else
                  f"{servers} local redis-servers in {run_dir / 'redis'}, redis-1, ...")
         want = StepLayout((*cfg.data.ingest.size, 3), len(target), target.nvec)
-        try:  # before reading anything: the table's settings and step layout must fit this ingest
-            store.check_table(table)
-            problem = layout_mismatch(table, store.table_layout(table), want, target, cfg.data.ingest.size)
-        except ReplayError as error:
-            console.print(f"[red]the replay table does not fit this config:[/red] {error}")
-            return 1
-        if problem:
-            console.print(f"[red]the replay table does not fit this ingest:[/red] {problem}")
-            return 1
+        tables = [table] + ([cfg.data.ingest.held_out_table] if cfg.data.ingest.held_out_every else [])
+        for name in tables:  # before reading anything: each table's settings and step layout must fit this ingest
+            try:
+                store.check_table(name)
+                problem = layout_mismatch(name, store.table_layout(name), want, target, cfg.data.ingest.size)
+            except ReplayError as error:
+                console.print(f"[red]the replay table does not fit this config:[/red] {error}")
+                return 1
+            if problem:
+                console.print(f"[red]the replay table does not fit this ingest:[/red] {problem}")
+                return 1
         report = IngestReport()
         for group, error in skipped:
             report.stats.skip(group, error)
         try:
             ingest(store, sources, cfg.data.ingest, target, total=len(sources), console=console, report=report)
             store_steps = store.stats(table).steps
+            held_out_steps = store.stats(tables[-1]).steps if len(tables) > 1 else None
         except (ChunkError, ReplayError) as error:
             hint = (" (data.ingest.action_space and data.ingest.size set the layout this ingest writes)"
                     if "step layout" in str(error) else "")
@@ -311,7 +318,7 @@ def _ingest_into_store(cfg, kind, sources, skipped, target, console, per_source)
         except KeyboardInterrupt:
             return interrupted(console, f"{INTERRUPTED} (before it, this run wrote {report.chunks_added} chunks, "
                                         f"{report.steps_added} steps)")
-    console.print(summary_table(report, table, target, where, store_steps))
+    console.print(summary_table(report, table, target, where, store_steps, cfg.data.ingest, held_out_steps))
     report.stats.print(console, per_source=per_source)
     if kind == "crafter" and report.crafter.returns:
         console.print(crafter_table(report.crafter))

@@ -33,10 +33,12 @@ class TableConfig:
 
 @dataclass
 class TablesConfig:
-    """The two tables of the design: environment/dataset episodes, and imagined rollouts."""
+    """The tables of the design: environment/dataset episodes, imagined rollouts, and held-out dataset episodes
+    (data.ingest.held_out_every: evaluation clips for runs that train from an ingested dataset)."""
 
     real: TableConfig = field(default_factory=TableConfig)
     imagined: TableConfig = field(default_factory=lambda: TableConfig(capacity_steps=20_000))
+    held_out: TableConfig = field(default_factory=lambda: TableConfig(capacity_steps=20_000))
 
     def names(self) -> list[str]:
         return [f.name for f in fields(self)]

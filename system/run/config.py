@@ -51,6 +51,18 @@ class Config:
         if table not in tables:
             raise ValueError(f"data.ingest.table = {table!r} is not a replay table (replay.tables has "
                              f"{', '.join(map(repr, tables))})")
+        held_out = self.data.ingest.held_out_table
+        if self.data.ingest.held_out_every and held_out not in tables:
+            raise ValueError(f"data.ingest.held_out_table = {held_out!r} is not a replay table (replay.tables has "
+                             f"{', '.join(map(repr, tables))})")
+        if self.env.name != "crafter":  # a dataset run: phases 1 and 2 train from what ingest stored
+            if self.eval.episodes:
+                raise ValueError(f"eval.episodes = {self.eval.episodes} with env.name = {self.env.name!r}: the live "
+                                 "evaluator plays Crafter only so far (set eval.episodes=0)")
+            if self.runtime.env_runners:
+                raise ValueError(f"runtime.env_runners = {self.runtime.env_runners} with env.name = "
+                                 f"{self.env.name!r}: the data comes from `python -m system.data.ingest`; env "
+                                 "runners collect Crafter only so far (set runtime.env_runners=0)")
         relevant = self.agent.train.relevant_table
         if relevant and relevant not in tables:
             raise ValueError(f"agent.train.relevant_table = {relevant!r} is not a replay table (replay.tables has "

@@ -19,7 +19,7 @@ import time
 import ray
 
 from actors.imagination_worker import ImaginationWorkerActor, WorkerSpec
-from system.envs.action_space import crafter_action_space
+from system.data.ingested_tables import run_action_space
 from system.imagination.trajectory import ImaginedTrajectory, decode_trajectory
 from system.replay.limiter import RateLimited
 from system.replay.trajectory_table import trajectory_table
@@ -35,7 +35,7 @@ def _cpu_state(module) -> dict:
 def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "imagined") -> "ImaginedSource":
     """The main job's source: `workers` workers from the run's config sections, on the run's Redis."""
     specs = [WorkerSpec(tokenizer=cfg.tokenizer.model, dynamics=cfg.dynamics.model, heads=cfg.agent.heads,
-                        action_space=crafter_action_space(), train=cfg.imagination.train,
+                        action_space=run_action_space(cfg), train=cfg.imagination.train,
                         generation=cfg.dynamics.generation, context_table=cfg.data.ingest.table, table=table,
                         seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1)) for k in range(workers)]
     table_ = trajectory_table(store, table, seed=cfg.seed)

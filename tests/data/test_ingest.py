@@ -16,11 +16,13 @@ from rich.console import Console
 
 import redis
 
-from system.data.config import DataConfig
+from system.data.config import DataConfig, is_held_out
 from system.data.episode_writer import ingest, is_complete
 from system.data.ingest import main, minerl_sources, resolve_action_space
 from system.envs.action_space import minecraft_action_space
 from system.replay import ReplayConfig, TableConfig, TablesConfig, make_store
+from system.run.config import load
+from system.run.typed_config import ConfigError
 from tests.data.fixture_files import read_number, vpt_line, write_minerl_stream, write_vpt_segment
 
 QUIET = Console(file=io.StringIO(), width=200)
@@ -253,3 +255,32 @@ def test_after_ctrl_c_half_built_objects_print_no_traceback_at_exit():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 130 and done.stdout.strip() == "interrupted"
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
+def test_held_out_episodes_go_to_their_own_table_by_episode_id_and_stay_there(tmp_path):
+    for i in range(8):
+        write_minerl_stream(tmp_path, "MineRLTreechop-v0", f"v3_player-{i}", steps=10, seed=i)
+    data = DataConfig()
+    data.ingest.held_out_every = 3
+    sources, _ = minerl_sources(tmp_path, data)
+    store = embedded_store()
+    report = ingest(store, sources[:5], data.ingest, minecraft_action_space(), console=QUIET)
+    expected = {s.episode_id for s in sources if is_held_out(s.episode_id, 3)}
+    assert 0 < len(expected) < 8
+    # the grown dataset: the five stored episodes are found on their side, the new ones split the same way
+    again = ingest(store, sources, data.ingest, minecraft_action_space(), console=QUIET)
+    assert again.already_stored == 5 and again.ingested == 3
+    assert report.held_out + again.held_out - len(expected & {s.episode_id for s in sources[:5]}) == len(expected)
+    for source in sources:
+        in_held_out = bool(store.episode_chunks("held_out", source.episode_id))
+        assert in_held_out == (source.episode_id in expected)
+        assert bool(store.episode_chunks("real", source.episode_id)) != in_held_out
+
+
+def test_held_out_settings_that_cannot_work_are_refused_naming_the_key():
+    for overrides, words in ((["data.ingest.held_out_every=1"], "held_out_every = 1"),
+                             (["data.ingest.held_out_every=2", "data.ingest.held_out_table=real"], "table of their own"),
+                             (["data.ingest.held_out_every=2", "data.ingest.held_out_table=imaginary"],
+                              "held_out_table = 'imaginary' is not a replay table")):
+        with pytest.raises(ConfigError, match=words):
+            load(overrides)
