@@ -51,7 +51,7 @@ def main(argv: list[str]) -> None:
     try:
         collect_training_data(cfg, store, console)
         length = max(cfg.tokenizer.train.seq_len * 4, cfg.dynamics.eval_context + cfg.dynamics.eval_horizon)
-        held_out = held_out_clips(cfg, episodes=cfg.dynamics.eval_clips, frames=length)
+        held_out = held_out_clips(cfg, store, episodes=cfg.dynamics.eval_clips, frames=length)
         phase_started = time.time()
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
         tokenizer_s = time.time() - phase_started

@@ -17,7 +17,9 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
-     line of phase "eval"; the policy version is its number of phase-3 updates.
+     line of phase "eval"; the policy version is its number of phase-3 updates. With eval.every = N, phase 3
+     also plays eval.periodic_episodes live episodes every N updates (phase "live_eval"). Each evaluation
+     writes its first episode to videos/<phase>_policy_v<version>.mp4 (and wandb).
 Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` (or `--resume PATH`, which
 reads the run's own config.yaml) resumes a run there: the
 replay table from its store (redis: the AOF in run_dir/redis), each phase from its checkpoint (step counter and
@@ -112,9 +114,15 @@ def check_imagined_table(cfg: Config, store) -> None:
 
 
 def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device):
-    """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers."""
+    """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers;
+    with eval.every > 0 the policy (trained in place) plays live episodes in the driver along the way."""
+    def live_eval(version: int) -> None:
+        run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device,
+                            episodes=cfg.eval.periodic_episodes, phase="live_eval")
+
     if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
-        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+                                     live_eval=live_eval)
     from system.runtime.imagination_workers import imagined_source
     from system.runtime.ray_cluster import ray_session
 
@@ -122,7 +130,7 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
         return run_imagination_phase(
             cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
             make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer,
-                                                        cfg.runtime.imagination_workers))
+                                                        cfg.runtime.imagination_workers), live_eval=live_eval)
 
 
 def run(cfg: Config, console: Console | None = None) -> dict:

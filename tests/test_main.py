@@ -24,7 +24,7 @@ TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wa
 
 def test_main_job_leaves_the_run_directory_contract(tmp_path):
     run_dir = tmp_path / "run"
-    cfg = load(TINY + [f"run_dir={run_dir}"])
+    cfg = load(TINY + [f"run_dir={run_dir}", "eval.every=1", "eval.periodic_episodes=1"])
     run(cfg)
     # config.yaml is the resolved config and reloads to the same object
     assert load_config(Config, run_dir / "config.yaml") == cfg
@@ -55,6 +55,10 @@ def test_main_job_leaves_the_run_directory_contract(tmp_path):
     summary = json.loads((run_dir / "eval.json").read_text())
     assert summary["episodes"] == 2 and len(summary["returns"]) == 2 and summary["policy_version"] == 2
     assert all(1 <= n <= 10 for n in summary["lengths"]) and 0.0 <= summary["score"] <= 100.0
+    # live returns along the way (eval.every=1): policy version 1 played live; version 2 is the final evaluation
+    assert [(r["step"], r["episodes"]) for r in records if r["phase"] == "live_eval"] == [(1, 1)]
+    for name in ("live_eval_policy_v1.mp4", "eval_policy_v2.mp4"):  # each evaluation's first episode
+        assert (run_dir / "videos" / name).stat().st_size > 0
     assert summary["mean_return"] == sum(summary["returns"]) / 2 and summary["std_return"] >= 0.0
     assert len(summary["success_rates"]) == 22 and all(0 <= r <= 100 for r in summary["success_rates"].values())
     [line] = [r for r in records if r["phase"] == "eval"]

@@ -28,6 +28,7 @@ import torch
 from system.envs.crafter_env import CrafterEnv
 from system.envs.crafter_score import CrafterStats
 from system.imagination.acting_service import ActingService, ActRequest
+from system.run.media import write_video
 
 EVAL_SEED_OFFSET = 2_000_003  # evaluation worlds: neither training (seed) nor held-out (seed + 1_000_003) ones
 
@@ -36,16 +37,26 @@ def eval_seed(seed: int) -> int:
     return seed + EVAL_SEED_OFFSET
 
 
-def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int, envs: int, seed: int = 0) -> dict:
+def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int, envs: int, seed: int = 0,
+                  video: list | None = None, video_frames: int = 0) -> dict:
+    """Plays `episodes` live episodes; the first `video_frames` frames (H, W, 3) uint8 of episode 0 are
+    appended to `video` when it is given."""
     envs = [make_env(k) for k in range(min(envs, episodes))]
     stats, started, version = CrafterStats(), 0, 0
     frames, slots, last = [None] * len(envs), [None] * len(envs), [None] * len(envs)
+    episode_of = [-1] * len(envs)
+
+    def record(k: int) -> None:
+        if video is not None and episode_of[k] == 0 and len(video) < video_frames:
+            video.append(frames[k])
 
     def start(k: int) -> None:
         nonlocal started
         frames[k], _ = envs[k].reset()
         slots[k] = service.open_episode(seed=seed + started)
         last[k] = np.full(len(envs[k].action_spec.components), -1, dtype=np.int64)
+        episode_of[k] = started
+        record(k)
         started += 1
 
     for k in range(len(envs)):
@@ -55,6 +66,7 @@ def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int,
         results = service.act([ActRequest(slots[k], frames[k], last[k]) for k in live])
         for k, result in zip(live, results):
             frames[k], _, terminated, truncated, info = envs[k].step(result.action)
+            record(k)
             last[k], version = result.action, max(version, result.version)
             if terminated or truncated:
                 stats.add(info["episode"])
@@ -77,32 +89,49 @@ def crafter_eval_envs(cfg) -> Callable[[int], CrafterEnv]:
                                 max_episode_steps=cfg.eval.max_steps)
 
 
-def write_evaluation(cfg, summary: dict, run_dir: Path, log, step: int) -> dict:
+def write_evaluation(cfg, summary: dict, run_dir: Path, log, step: int, video: list | None = None,
+                     phase: str = "eval") -> dict:
+    """Phase "eval" (the final one): eval.json, a metrics line and the video; "live_eval" (during phase 3):
+    the metrics line and the video."""
     summary.update(argmax=cfg.eval.argmax, max_steps=cfg.eval.max_steps)
-    Path(run_dir, "eval.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if phase == "eval":
+        Path(run_dir, "eval.json").write_text(json.dumps(summary, indent=1) + "\n")
     scalars = {k: summary[k] for k in ("episodes", "mean_return", "std_return", "min_return", "max_return",
                                        "mean_length", "score", "policy_version")}
     scalars.update({f"success_{name}": rate for name, rate in summary["success_rates"].items()})
-    log.write("eval", step, scalars)
+    log.write(phase, step, scalars)
+    if video:
+        path = write_video(Path(run_dir) / "videos" / f"{phase}_policy_v{step}.mp4", np.stack(video), fps=10)
+        log.media(phase, step, "episode", path)
     return summary
 
 
-def run_live_evaluation(cfg, tokenizer, dynamics, heads, version: int, run_dir: Path, log, device) -> dict | None:
-    """In this process: an ActingService over the given models, weights version `version`."""
+def run_live_evaluation(cfg, tokenizer, dynamics, heads, version: int, run_dir: Path, log, device,
+                        episodes: int | None = None, phase: str = "eval") -> dict | None:
+    """In this process: an ActingService over the given models, weights version `version`; `episodes`
+    (default eval.episodes) live episodes, logged as `phase` (write_evaluation)."""
     section = cfg.eval
-    if section.episodes == 0:
+    episodes = section.episodes if episodes is None else episodes
+    if episodes == 0:
         return None
     make_env = crafter_eval_envs(cfg)
     service = ActingService(tokenizer, dynamics, heads.policy, cfg.dynamics.generation,
-                            slots=min(section.envs, section.episodes), argmax=section.argmax, seed=eval_seed(cfg.seed))
+                            slots=min(section.envs, episodes), argmax=section.argmax, seed=eval_seed(cfg.seed))
     service.version = int(version)  # the models are already loaded: name their version without a reload
     # One frame per episode per step is a tiny batch: on CPU, intra-op threads only add hand-offs (0.03 s vs
     # 0.6 s per smoke-size encode with 2 threads on a busy 2-core box), so acting runs on one thread.
     threads = torch.get_num_threads()
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)
+    video: list = []
+    training = [module.training for module in (tokenizer, dynamics, heads)]
+    for module in (tokenizer, dynamics, heads):
+        module.eval()
     try:
-        summary = play_episodes(service, make_env, section.episodes, section.envs, seed=eval_seed(cfg.seed))
+        summary = play_episodes(service, make_env, episodes, section.envs, seed=eval_seed(cfg.seed),
+                                video=video, video_frames=section.video_frames)
     finally:
         torch.set_num_threads(threads)
-    return write_evaluation(cfg, summary, run_dir, log, version)
+        for module, mode in zip((tokenizer, dynamics, heads), training):  # mid-phase: training continues after
+            module.train(mode)
+    return write_evaluation(cfg, summary, run_dir, log, version, video, phase)

@@ -97,8 +97,9 @@ def evaluate(section: DynamicsSection, tokenizer, model, held_out, run_dir: Path
     log.write("dynamics_eval", step, figures)
     truth = frames[:, c:]
     rows = [row for pair in zip(truth[:4], result.imagined[:4]) for row in pair]  # real above imagined
-    write_grid(Path(run_dir) / "videos" / "dynamics_open_loop.png", rows)
+    log.media("dynamics_eval", step, "open_loop", write_grid(Path(run_dir) / "videos" / "dynamics_open_loop.png", rows))
     side_by_side = torch.cat([torch.cat([truth[i], result.imagined[i]], dim=2) for i in range(min(4, len(truth)))],
                              dim=1)  # (H, 4*h, 2*w, 3): each clip a row, real left, imagined right
-    write_video(Path(run_dir) / "videos" / "dynamics_open_loop.mp4", side_by_side, fps=4)
+    log.media("dynamics_eval", step, "imagined_vs_real",
+              write_video(Path(run_dir) / "videos" / "dynamics_open_loop.mp4", side_by_side, fps=4))
     return figures

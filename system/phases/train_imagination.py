@@ -40,7 +40,7 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
 
 
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,
-                          make_source=None):
+                          make_source=None, live_eval=None):
     section = cfg.imagination
     agent = cfg.agent.train
     trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3,
@@ -53,7 +53,7 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
             print(f"imagination: finished at step {trainer.step} ({path}), not trained or evaluated again")
             return heads
         print(f"imagination: resumed from {path} at step {trainer.step}")
-    log.rewind("imagination", trainer.step, drop=("imagination_eval",))  # lines of steps about to be redone
+    log.rewind("imagination", trainer.step, drop=("imagination_eval",), cut=("live_eval",))  # steps to redo
     tokenizer.eval().requires_grad_(False)
     train = section.train
     source = make_source(trainer) if make_source is not None and trainer.step < train.steps else None
@@ -85,6 +85,9 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
                 log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
             if (step + 1) % section.checkpoint_every == 0:
                 save_checkpoint(path, trainer.state_dict())
+            if live_eval is not None and cfg.eval.every and (step + 1) % cfg.eval.every == 0 \
+                    and step + 1 < train.steps:  # the last version gets the final evaluation instead
+                live_eval(step + 1)
     finally:
         if source is not None:
             source.close()

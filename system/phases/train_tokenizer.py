@@ -65,6 +65,7 @@ def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, de
         shown = held[:2, :8]
         recon = trainer.model.decode(trainer.model.encode(shown)).clamp(0, 1)
     rows = [r for pair in zip(shown, recon) for r in pair]  # real, reconstruction, real, reconstruction
-    write_grid(Path(run_dir) / "videos" / "tokenizer_reconstructions.png", rows)
+    log.media("tokenizer_eval", trainer.step_count, "reconstructions",
+              write_grid(Path(run_dir) / "videos" / "tokenizer_reconstructions.png", rows))
     mark_finished(run_dir, "tokenizer", trainer.step_count)
     return trainer.model.eval()

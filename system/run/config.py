@@ -56,9 +56,10 @@ class Config:
             raise ValueError(f"data.ingest.held_out_table = {held_out!r} is not a replay table (replay.tables has "
                              f"{', '.join(map(repr, tables))})")
         if self.env.name != "crafter":  # a dataset run: phases 1 and 2 train from what ingest stored
-            if self.eval.episodes:
-                raise ValueError(f"eval.episodes = {self.eval.episodes} with env.name = {self.env.name!r}: the live "
-                                 "evaluator plays Crafter only so far (set eval.episodes=0)")
+            if self.eval.episodes or self.eval.every:
+                raise ValueError(f"eval.episodes = {self.eval.episodes} and eval.every = {self.eval.every} with "
+                                 f"env.name = {self.env.name!r}: the live evaluator plays Crafter only so far "
+                                 "(set eval.episodes=0 and eval.every=0)")
             if self.runtime.env_runners:
                 raise ValueError(f"runtime.env_runners = {self.runtime.env_runners} with env.name = "
                                  f"{self.env.name!r}: the data comes from `python -m system.data.ingest`; env "

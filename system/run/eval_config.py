@@ -1,8 +1,10 @@
-"""The `eval` config section: the final live evaluation of the main job (system/phases/live_eval.py).
+"""The `eval` config section: live evaluation of the main job's policy (system/phases/live_eval.py).
 
-episodes = 0 skips it. Episodes are played `envs` at a time, each in its own KV-cache slot of the acting
-service, in worlds no training collection visits; each ends at death or after `max_steps` steps.
-"""
+episodes = 0 skips the final evaluation. With every = N > 0 the phase-3 policy also plays periodic_episodes
+live episodes every N updates (phase "live_eval" in metrics.jsonl), so live returns show up along the way, not
+only at the end. Each evaluation writes its first episode as a video. Episodes are played `envs` at a time,
+each in its own KV-cache slot of the acting service, in worlds no training collection visits; each ends at
+death or after `max_steps` steps."""
 
 from __future__ import annotations
 
@@ -17,9 +19,15 @@ class EvalConfig:
     argmax: bool = False           # arg-max actions instead of sampling (sampling is the policy; checklist 27)
     through_service: bool = False  # act through a world-model service actor on Ray (system/runtime/service_eval.py)
                                    # instead of an ActingService in the driver; same episodes with arg-max
+    every: int = 0                 # phase-3 updates between live evaluations during phase 3; 0: the final one only
+    periodic_episodes: int = 4     # episodes of each of those (logged as phase "live_eval", no eval.json)
+    video_frames: int = 300        # frames of each evaluation's first episode -> videos/<phase>_policy_v<N>.mp4
 
     def __post_init__(self) -> None:
         if self.episodes < 0:
             raise ValueError(f"eval.episodes = {self.episodes} must be >= 0 (0 skips the evaluation)")
+        if self.every < 0 or self.periodic_episodes < 0 or self.video_frames < 0:
+            raise ValueError(f"eval.every = {self.every}, eval.periodic_episodes = {self.periodic_episodes} and "
+                             f"eval.video_frames = {self.video_frames} must be >= 0")
         if self.envs < 1 or self.max_steps < 1:
             raise ValueError(f"eval.envs = {self.envs} and eval.max_steps = {self.max_steps} must be >= 1")

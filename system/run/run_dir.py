@@ -5,7 +5,9 @@
         metrics.jsonl    one JSON object per log step: {"phase", "step", "time", <scalar name>: value, ...}
         checkpoints/     per phase, loadable with torch.load(weights_only=True)
         eval.json        evaluation summary (later phases)
-        videos/          reconstructions, imagined vs real rollouts (PNG grids, MP4/GIF)
+        phases.json      the finished phases (system/run/phase_record.py)
+        videos/          reconstructions, imagined vs real rollouts (PNG grids, MP4), live evaluation episodes
+        wandb/, wandb_run_id   the wandb mirror (offline by default) and the id a resumed run continues
 """
 
 from __future__ import annotations

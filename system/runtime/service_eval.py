@@ -59,8 +59,9 @@ def evaluate_through_service(cfg, tokenizer, dynamics, heads, version: int, run_
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
         service = start_service(cfg, tokenizer, dynamics, heads, version, slots=min(section.envs, section.episodes))
         try:
+            video: list = []
             summary = play_episodes(RemoteService(service), make_env, section.episodes, section.envs,
-                                    seed=eval_seed(cfg.seed))
+                                    seed=eval_seed(cfg.seed), video=video, video_frames=section.video_frames)
         finally:
             ray.kill(service)
-    return write_evaluation(cfg, summary, run_dir, log, version)
+    return write_evaluation(cfg, summary, run_dir, log, version, video)

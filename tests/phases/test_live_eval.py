@@ -10,7 +10,7 @@ import torch
 
 from system.envs.crafter_env import CrafterEnv
 from system.envs.crafter_score import CRAFTER_ACHIEVEMENTS
-from system.imagination.acting_service import ActingService
+from system.imagination.acting_service import ActingService, ActRequest
 from system.phases.live_eval import play_episodes, run_live_evaluation
 from system.run.config import load
 from system.run.typed_config import ConfigError
@@ -24,6 +24,9 @@ class Log:
 
     def write(self, phase, step, scalars):
         self.lines.append((phase, step, scalars))
+
+    def media(self, phase, step, name, path):
+        self.lines.append((phase, step, path))
 
 
 def test_more_episodes_than_envs_each_episode_counted_once_and_capped_at_max_steps():
@@ -46,14 +49,39 @@ def test_run_live_evaluation_writes_eval_json_and_a_metrics_line(tmp_path):
     assert written == summary
     assert written["episodes"] == 2 and written["policy_version"] == 7 and written["lengths"] == [5, 5]
     assert {"mean_return", "std_return", "score", "success_rates", "returns", "argmax", "max_steps"} <= set(written)
-    [(phase, step, scalars)] = log.lines
+    (phase, step, scalars), (_, _, video) = log.lines
     assert phase == "eval" and step == 7 and scalars["episodes"] == 2 and "success_collect_wood" in scalars
     assert scalars["policy_version"] == 7
+    assert video == tmp_path / "videos" / "eval_policy_v7.mp4" and video.stat().st_size > 0
     # the same worlds and seeds again: the same episodes
     again = run_live_evaluation(cfg, tokenizer, dynamics, heads, 7, tmp_path, log, torch.device("cpu"))
     assert again["returns"] == summary["returns"]
     cfg = load(["--config", "configs/smoke.yaml", "eval.episodes=0"])
     assert run_live_evaluation(cfg, tokenizer, dynamics, heads, 7, tmp_path / "none", log, None) is None
+
+
+def test_the_video_is_the_first_episode_from_its_reset_frame_in_order():
+    tokenizer, dynamics, heads = tiny_models()
+    service = ActingService(tokenizer, dynamics, heads.policy, GENERATION, slots=2, argmax=True)
+    video: list = []
+    summary = play_episodes(service, lambda k: CrafterEnv(seed=60 + k, max_episode_steps=6), episodes=3, envs=2,
+                            video=video, video_frames=100)
+    # replay episode 0 (env 0's first episode) with the actions the policy chose: the same frames
+    replay = ActingService(tokenizer, dynamics, heads.policy, GENERATION, slots=1, argmax=True)
+    env = CrafterEnv(seed=60, max_episode_steps=6)
+    frame, _ = env.reset()
+    expected, last, slot, done = [frame], np.full(1, -1), replay.open_episode(seed=0), False
+    while not done:
+        [result] = replay.act([ActRequest(slot, frame, last)])
+        frame, _, terminated, truncated, _ = env.step(result.action)
+        expected.append(frame)
+        last, done = result.action, terminated or truncated
+    assert len(video) == len(expected) <= 7 and all((a == b).all() for a, b in zip(video, expected))
+    short: list = []
+    play_episodes(service, lambda k: CrafterEnv(seed=60 + k, max_episode_steps=6), episodes=1, envs=1, video=short,
+                  video_frames=3)
+    assert len(short) == 3 and (short[0] == expected[0]).all()
+    assert summary["episodes"] == 3
 
 
 def test_bad_eval_settings_name_the_key():
