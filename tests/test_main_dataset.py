@@ -30,7 +30,7 @@ STREAMS = [f"v3_player-{i}" for i in range(6)]
 HELD_OUT_EVERY = 3  # of these six streams, 0 and 4 are held out (crc32 of the episode id)
 DATASET = [a for a in TINY if a not in ("replay.backend=embedded", "eval.episodes=2")] + [
     "replay.backend=redis", f"env.name=minerl:{ENV}", f"data.ingest.held_out_every={HELD_OUT_EVERY}",
-    "eval.episodes=0"]
+    "eval.episodes=0", "eval.every=0"]
 
 
 @pytest.fixture(autouse=True)
