@@ -32,8 +32,10 @@ class TokenizerLearnerShell:
     def __init__(self, section, replay_cfg, rank: int, world_size: int, seed: int, table: str = "real"):
         torch.manual_seed(seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
         self.section, self.rank, self.world_size, self.table = section, rank, world_size, table
-        generator = torch.Generator().manual_seed(seed + 1 + rank)  # MAE masks differ per rank, like rows do
-        self.trainer = TokenizerTrainer(section.model, section.train, "cpu", generator)
+        # With num_gpus=1 Ray shows the actor its one GPU; NCCL then joins the ranks (gloo on CPU).
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        generator = torch.Generator(device=self.device).manual_seed(seed + 1 + rank)  # MAE masks differ per rank
+        self.trainer = TokenizerTrainer(section.model, section.train, self.device, generator)
         self.store = make_store(replay_cfg, seed=seed + rank) if replay_cfg is not None else None
         self.group: DataParallelGroup | None = None
         self.version = 0
@@ -51,15 +53,19 @@ class TokenizerLearnerShell:
 
     def train_on(self, frames: np.ndarray) -> dict[str, float]:
         """One step on given (B_local, T, H, W, 3) uint8 frames (tests and benchmarks)."""
-        return self.trainer.step(frames_to_float(frames, "cpu"))
+        return self.trainer.step(frames_to_float(frames, self.device))
 
     def train(self, steps: int) -> dict[str, float]:
+        """`steps` steps on batches this rank samples itself; the last step's metrics."""
         local_batch = self.section.train.batch_size // self.world_size
         metrics = {}
         for _ in range(steps):
             batch = self.store.sample(self.table, local_batch, self.section.train.seq_len)
             metrics = self.train_on(batch.frames)
         return metrics
+
+    def step_count(self) -> int:
+        return self.trainer.step_count
 
     def publish(self) -> tuple[int, ray.ObjectRef]:
         self.version += 1
@@ -69,13 +75,14 @@ class TokenizerLearnerShell:
     def state_dict(self) -> dict:
         return self.trainer.state_dict()
 
-    def save(self, path: str) -> int:
-        """Rank 0 writes the replicas' common state (they are identical); returns the step saved."""
-        save_checkpoint(path, self.trainer.state_dict())
+    def save(self, path: str, extra: dict | None = None) -> int:
+        """Rank 0 writes the replicas' common state (they are identical) plus `extra` (the model config);
+        returns the step saved."""
+        save_checkpoint(path, {**self.trainer.state_dict(), **(extra or {})})
         return self.trainer.step_count
 
     def load(self, path: str) -> int:
-        self.trainer.load_state_dict(load_checkpoint(path))
+        self.trainer.load_state_dict(load_checkpoint(path, self.device))
         return self.trainer.step_count
 
     def pid(self) -> int:

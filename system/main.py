@@ -7,7 +7,8 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      the phases train from what `python -m system.data.ingest minerl|vpt` stored, and the held-out clips come
      from the episodes ingest put in data.ingest.held_out_table (system/data/ingested_tables.py); a run whose
      tables are empty or of another layout stops here, naming the command that fills them;
-  2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory);
+  2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory), in
+     the driver or, with runtime.learners=N, on N data-parallel Ray learner actors;
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
      futures open-loop (PSNR against copying the last frame, a real-vs-imagined video);
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
@@ -104,6 +105,15 @@ def held_out_clips(cfg: Config, store, episodes: int, frames: int) -> tuple[np.n
     return np.stack(clips), np.stack(actions)
 
 
+def tokenizer_learners(cfg: Config, store, log):
+    """With runtime.learners > 0: the tokenizer phase's training on Ray learner actors, else None (the driver)."""
+    if not cfg.runtime.learners:
+        return None
+    from system.runtime.tokenizer_learners import train_tokenizer_on_learners  # Ray only where it is used
+
+    return lambda path: train_tokenizer_on_learners(cfg, store, path, log)
+
+
 def check_imagined_table(cfg: Config, store) -> None:
     from system.replay.trajectory_table import trajectory_table  # redis only where it is used
 
@@ -150,7 +160,8 @@ def run(cfg: Config, console: Console | None = None) -> dict:
                      cfg.imagination.train.context, cfg.agent.train.seq_len)
         held_out = held_out_clips(cfg, store, episodes=cfg.dynamics.eval_clips, frames=length)
         space = run_action_space(cfg)
-        tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device)
+        tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device,
+                                        train_elsewhere=tokenizer_learners(cfg, store, log))
         dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, space, run_dir, log, device)
         heads = run_agent_phase(cfg, store, tokenizer, dynamics, space, held_out, run_dir, log, device)
         heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)

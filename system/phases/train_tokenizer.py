@@ -8,10 +8,14 @@ Out: checkpoints/tokenizer.pt ({"model", "optimizer", "loss_norm", "step", "conf
      "tokenizer" in metrics.jsonl, videos/tokenizer_reconstructions.png (rows: real, reconstruction), and the
      trained Tokenizer in eval mode. A finished checkpoint in the run directory is loaded instead of retraining,
      an unfinished one is resumed; a finished phase (system/run/phase_record.py) is not evaluated again.
+     `train_elsewhere(path)` (the main job with runtime.learners > 0: Ray learner actors,
+     system/runtime/tokenizer_learners.py) takes the training steps and leaves the same checkpoint at `path`; the
+     evaluation is the same either way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +32,23 @@ from system.training.config import TokenizerSection
 from system.training.tokenizer_trainer import TokenizerTrainer
 
 
-def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, device) -> Tokenizer:
+def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, device,
+                        train_elsewhere: Callable[[Path], object] | None = None) -> Tokenizer:
     section: TokenizerSection = cfg.tokenizer
     train_cfg = section.train
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     trainer = TokenizerTrainer(section.model, train_cfg, device, generator)
     path = Path(run_dir) / "checkpoints" / "tokenizer.pt"
+    elsewhere = train_elsewhere is not None and not phase_finished(run_dir, "tokenizer", train_cfg.steps)
+    if elsewhere:
+        train_elsewhere(path)  # leaves the finished checkpoint, loaded and evaluated below
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
         if phase_finished(run_dir, "tokenizer", train_cfg.steps) and trainer.step_count >= train_cfg.steps:
             print(f"tokenizer: finished at step {trainer.step_count} ({path}), not trained or evaluated again")
             return trainer.model.eval()
-        print(f"tokenizer: resumed from {path} at step {trainer.step_count}")
+        if not elsewhere:
+            print(f"tokenizer: resumed from {path} at step {trainer.step_count}")
     log.rewind("tokenizer", trainer.step_count, drop=("tokenizer_eval",))  # lines of steps about to be redone
 
     def checkpoint() -> None:

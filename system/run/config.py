@@ -84,6 +84,10 @@ class Config:
             raise ValueError("imagination.train.full_finetune = true with runtime.imagination_workers = "
                              f"{self.runtime.imagination_workers}: the workers receive only the heads, not the "
                              "finetuned dynamics; use one or the other")
+        learners, batch = self.runtime.learners, self.tokenizer.train.batch_size
+        if learners and batch % learners:
+            raise ValueError(f"tokenizer.train.batch_size = {batch} is not divisible by runtime.learners = {learners} "
+                             "(every learner takes an equal share of each step's batch)")
         capacity = self.replay.tables.get(table).capacity_steps
         if self.data.ingest.chunk_length > capacity:
             raise ValueError(f"data.ingest.chunk_length = {self.data.ingest.chunk_length} is more than the table "

@@ -4,6 +4,7 @@ env_runners = 0 keeps phase-1 collection in the driver process (system/data/coll
 env_runners > 0 collects through that many RLlib env runner actors (random actions until a policy exists).
 imagination_workers = 0 imagines phase 3's rollouts in the driver; N > 0 starts N Ray imagination workers that
 write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner).
+learners = N > 0 trains the tokenizer on N data-parallel learner actors that sample their own batches from Redis.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ class RuntimeConfig:
     report_every_s: float = 5.0    # seconds between progress lines
     imagination_workers: int = 0   # Ray actors imagining phase-3 rollouts; 0: imagine in the driver
     publish_every: int = 1         # phase-3 updates between two heads versions sent to the workers
+    learners: int = 0              # data-parallel Ray learner actors for the tokenizer phase (one GPU each where
+                                   # the run has GPUs); 0: the driver trains it (system/runtime/tokenizer_learners.py)
 
     def __post_init__(self) -> None:
         if self.imagination_workers < 0 or self.publish_every < 1:
             raise ValueError(f"runtime.imagination_workers = {self.imagination_workers} must be >= 0 and "
                              f"runtime.publish_every = {self.publish_every} >= 1")
+        if self.learners < 0:
+            raise ValueError(f"runtime.learners = {self.learners} must be >= 0 (0: the driver trains)")
         if self.env_runners < 0 or self.envs_per_runner < 1 or self.steps_per_call < 1:
             raise ValueError("runtime.env_runners >= 0, runtime.envs_per_runner >= 1, runtime.steps_per_call >= 1")

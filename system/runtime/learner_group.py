@@ -40,8 +40,8 @@ class LearnerGroup:
             return ray.get([learner.load.remote(str(self.checkpoint_path)) for learner in self.learners])[0]
         return 0
 
-    def checkpoint(self) -> int:
-        return ray.get(self.learners[0].save.remote(str(self.checkpoint_path)))
+    def checkpoint(self, extra: dict | None = None) -> int:
+        return ray.get(self.learners[0].save.remote(str(self.checkpoint_path), extra))
 
     def run(self, submit: Callable[[list], list]):
         refs = submit(self.learners)
