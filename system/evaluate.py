@@ -23,7 +23,6 @@ seeded by --seed, so every call on the same checkpoints gives the same numbers):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from system.data.collect import crafter_sources
+from system.data.held_out import held_out_windows as crafter_held_out_windows
 from system.data.ingested_tables import held_out_from_table, run_action_space
 from system.envs.crafter_env import CrafterEnv
 from system.imagination.acting_service import ActingService, ActResult
@@ -50,7 +49,6 @@ from system.run.media import write_grid, write_video
 from system.run.typed_config import ConfigError, to_dict
 from system.training.checkpoint import load_checkpoint
 
-HELD_OUT_SEED_OFFSET = 1_000_003  # as the main job's held-out worlds
 TARGETS = {"tokenizer_psnr_db": 30.0, "k_gap_db": 1.0}
 CURVES = [("tokenizer", "loss"), ("tokenizer", "psnr"), ("dynamics", "loss"), ("dynamics", "flow_mse"),
           ("agent", "bc_nll"), ("agent", "reward_ce"), ("imagination", "imagined_return"),
@@ -74,26 +72,10 @@ class UniformPolicy:
 
 
 def held_out_windows(cfg: Config, clips: int, frames: int, seed: int, store=None) -> tuple[np.ndarray, np.ndarray]:
-    """(clips, frames, H, W, 3) uint8 and (clips, frames, A) actions: one window at a random offset (seeded) of
-    each of `clips` held-out episodes; an episode shorter than the window gives its first `frames` frames, the
-    last one held (no-op actions)."""
+    """The main job's kind of held-out clips (system/data/held_out.py), drawn with this evaluation's seed."""
     if cfg.env.name != "crafter":
         return held_out_from_table(store, cfg, clips, frames)
-    collect = dataclasses.replace(cfg.data.collect, episodes=clips, seed=cfg.data.collect.seed + HELD_OUT_SEED_OFFSET)
-    rng = np.random.default_rng(seed)
-    noop = run_action_space(cfg).noop()
-    out_frames, out_actions = [], []
-    for source in crafter_sources(collect, size=cfg.data.ingest.size):
-        episode = source.read()
-        start = int(rng.integers(0, len(episode.frames) - frames + 1)) if len(episode.frames) >= frames else 0
-        clip, acts = episode.frames[start:start + frames], episode.actions[start:start + frames]
-        if len(clip) < frames:
-            missing = frames - len(clip)
-            clip = np.concatenate([clip, np.repeat(clip[-1:], missing, axis=0)])
-            acts = np.concatenate([acts, np.repeat(noop[None], missing, axis=0)])
-        out_frames.append(clip)
-        out_actions.append(acts)
-    return np.stack(out_frames), np.stack(out_actions)
+    return crafter_held_out_windows(cfg.data, clips, frames, seed)
 
 
 def load_models(cfg: Config, run_dir: Path, device) -> dict:

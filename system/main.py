@@ -2,8 +2,8 @@
 
 What it runs (Ray where runtime.* asks for it: system/runtime/):
   1. collect `data.collect.episodes` Crafter episodes with the configured policy into the replay table
-     `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out episodes
-     from other world seeds, kept in memory for evaluation. With env.name = minerl:<Env> nothing is collected:
+     `data.ingest.table` (idempotent: a resumed run does not collect them again), plus held-out clips
+     (windows at random offsets of episodes from other world seeds), kept in memory for evaluation. With env.name = minerl:<Env> nothing is collected:
      the phases train from what `python -m system.data.ingest minerl|vpt` stored, and the held-out clips come
      from the episodes ingest put in data.ingest.held_out_table (system/data/ingested_tables.py); a run whose
      tables are empty or of another layout stops here, naming the command that fills them;
@@ -29,7 +29,6 @@ optimiser state), and phases.json names the finished phases, which are loaded, n
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import sys
 from pathlib import Path
@@ -38,8 +37,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from system.data.collect import crafter_sources
 from system.data.episode_writer import ingest
+from system.data.held_out import held_out_windows
 from system.data.ingest import crafter_ingest_sources
 from system.data.ingested_tables import check_ingested_tables, held_out_from_table, run_action_space
 from system.envs.action_space import crafter_action_space
@@ -54,8 +53,6 @@ from system.run.metrics_log import MetricsLog
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.run_dir import create_run_dir
 from system.run.typed_config import ConfigError, to_dict
-
-HELD_OUT_SEED_OFFSET = 1_000_003  # held-out worlds: a collection seed no training run uses by default
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,23 +83,12 @@ def collect_training_data(cfg: Config, store, console: Console) -> None:
 
 
 def held_out_clips(cfg: Config, store, episodes: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """frames (episodes, frames, H, W, 3) uint8 and actions (episodes, frames, A) int32 from worlds the
-    training collection never visits (Crafter), or from the held-out table of an ingested dataset."""
+    """frames (episodes, frames, H, W, 3) uint8 and actions (episodes, frames, A) int32: windows at seeded
+    random offsets of worlds the training collection never visits (Crafter, system/data/held_out.py), or of
+    the held-out table of an ingested dataset."""
     if cfg.env.name != "crafter":
         return held_out_from_table(store, cfg, episodes, frames)
-    collect = dataclasses.replace(cfg.data.collect, episodes=episodes, seed=cfg.data.collect.seed + HELD_OUT_SEED_OFFSET,
-                                  max_episode_steps=max(frames, cfg.data.collect.max_episode_steps))
-    clips, actions = [], []
-    for source in crafter_sources(collect, size=cfg.data.ingest.size):
-        episode = source.read()
-        clip, acts = episode.frames[:frames], episode.actions[:frames]
-        if len(clip) < frames:  # an early death: hold the last frame, with no-op labels
-            missing = frames - len(clip)
-            clip = np.concatenate([clip, np.repeat(clip[-1:], missing, axis=0)])
-            acts = np.concatenate([acts, np.repeat(crafter_action_space().noop()[None], missing, axis=0)])
-        clips.append(clip)
-        actions.append(acts)
-    return np.stack(clips), np.stack(actions)
+    return held_out_windows(cfg.data, episodes, frames, seed=cfg.seed)
 
 
 def tokenizer_learners(cfg: Config, store, log):
