@@ -40,12 +40,13 @@ def train_tokenizer_on_learners(cfg, store, path: Path, log) -> int:
     gpus = 1 if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else 0
     extra = {"config": to_dict(section.model)}
 
-    def make_learner(rank: int, world_size: int):
-        return TokenizerLearner.options(num_gpus=gpus).remote(section, replay_cfg, rank=rank, world_size=world_size,
-                                                              seed=cfg.seed + LEARNER_SEED_OFFSET, table=table)
+    def make_learner(rank: int, world_size: int, placement):
+        return TokenizerLearner.options(num_cpus=1, num_gpus=gpus, scheduling_strategy=placement).remote(
+            section, replay_cfg, rank=rank, world_size=world_size, seed=cfg.seed + LEARNER_SEED_OFFSET, table=table)
 
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
-        group = LearnerGroup(make_learner, learners, path)
+        # One bundle per rank, all placed or none (gang scheduling), packed onto as few nodes as possible.
+        group = LearnerGroup(make_learner, learners, path, bundle={"CPU": 1, "GPU": gpus} if gpus else {"CPU": 1})
         step = group.start()
         print(f"tokenizer: {learners} data-parallel learner actors ({'GPU' if gpus else 'CPU'}, "
               f"{section.train.batch_size // learners} sequences each per step), from step {step}", flush=True)
