@@ -75,7 +75,8 @@ def _behavior_config(spec: EnvRunnerSpec, seed: int) -> AlgorithmConfig:
     if spec.policy == "uniform":
         return config.rl_module(model_config={"seed": seed})
     return (config.rl_module(rl_module_spec=RLModuleSpec(module_class=ServicePolicyModule,
-                                                         model_config={"service": spec.service, "seed": seed}))
+                                                         model_config={"service": spec.service, "seed": seed,
+                                                                       "owner": f"r{spec.index}"}))
             .env_runners(env_to_module_connector=lambda env, spaces, device: PreviousActionToBatch()))
 
 

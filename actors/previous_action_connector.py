@@ -8,8 +8,9 @@ RLlib's default pieces that run after this one add the time rank and batch it: (
 
 RLlib's own PrevActionsPrevRewards rewrites the episode's observations into dicts (which would then be the
 frames stored in replay) and only handles Discrete spaces; this piece reads the episode and writes nothing to it.
-A fragment cut between two `sample` calls keeps its last action in the lookback buffer, so `get_actions(-1)`
-still answers the action before the cut.
+An episode cut between two `sample` calls needs nothing special: RLlib builds the batch of the next call's first
+forward at the end of the previous call, before the cut (and a cut episode keeps its last action in the
+lookback buffer, so `get_actions(-1)` would answer it anyway).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The RLModule that env runners act with once a policy exists: it asks the world-model service for each action.
 
-    spec = RLModuleSpec(module_class=ServicePolicyModule, model_config={"service": handle, "seed": 3})
+    spec = RLModuleSpec(module_class=ServicePolicyModule, model_config={"service": handle, "seed": 3, "owner": "r0"})
     config.env_runners(env_to_module_connector=lambda env, spaces, device: PreviousActionToBatch())
 
 In:  batch[Columns.OBS] (B, 1, H, W, 3) uint8 and batch["prev_actions"] (B, 1, A) int64 (-1 at an episode's first
@@ -19,7 +19,9 @@ again (after a done, and after any reset of all envs, e.g. an env step failure, 
 `on_episode_end`), so a row showing slot -1 closes the slot the module opened for the row's previous episode
 before opening the next. This covers every way an episode ends, with no callback; the frame right after a done
 (RLlib still asks for an action on the terminal frame, which the vector env drops at its autoreset) acts in
-the old slot, harmless. `release()` closes the slots still held (a runner that stops).
+the old slot, harmless. `release()` closes the slots still held (a runner that stops). Episodes are opened
+with the module's `owner` (the runner's name, the same in each of its lives), and a new module first frees
+every slot of that owner: a runner that died with episodes open gets their slots back when it restarts.
 
 All rows' requests of one forward go out together, so the service batches them with other runners' requests.
 Each episode's noise seed is `episode_seed(seed, k)` for the module's k-th episode (tests replay it).
@@ -49,6 +51,9 @@ class ServicePolicyModule(TorchRLModule):
     def setup(self):
         self.service = self.model_config["service"]
         self.seed = int(self.model_config.get("seed", 0))
+        self.owner = self.model_config.get("owner")
+        if self.owner is not None:  # slots left open by this runner's previous process, if it died
+            ray.get(self.service.close_owned.remote(self.owner))
         self.held: dict[int, int] = {}      # row (sub-env) -> slot opened for the row's current episode
         self.opened = 0                     # episodes opened so far (the k of episode_seed)
         self.latencies_s: list[float] = []  # one per forward: the round trip of its rows' act calls
@@ -81,7 +86,7 @@ class ServicePolicyModule(TorchRLModule):
         ray.get([self.service.close_episode.remote(self.held.pop(row)) for row in rows if row in self.held])
         seeds = [episode_seed(self.seed, self.opened + n) for n in range(len(rows))]
         self.opened += len(rows)
-        for row, slot in zip(rows, ray.get([self.service.open_episode.remote(seed) for seed in seeds])):
+        for row, slot in zip(rows, ray.get([self.service.open_episode.remote(seed, self.owner) for seed in seeds])):
             slots[row], frames[row], self.held[row] = slot, 0, slot
 
     def release(self) -> None:
