@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import ray
+import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
 from actors.crafter_env_runner import CrafterEnvRunner, CrafterEnvRunnerShell, EnvRunnerSpec
@@ -22,8 +23,8 @@ from actors.world_model_service import ServiceSpec, WorldModelServiceShell
 from system.replay import make_store
 from system.runtime.collection import collect_env_steps
 from tests.conftest import replay_config
-from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, weights
-from tests.imagination.test_acting_service import alone
+from system.imagination.acting import LiveActor
+from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, tiny_models, weights
 
 
 def digest(frame) -> str:
@@ -65,6 +66,20 @@ def start_service(slots: int):
     return service
 
 
+@torch.no_grad()
+def alone(models, frames: np.ndarray, noise_seed: int) -> np.ndarray:
+    """Actions (T, A) of one episode on its own: a batch-1 LiveActor over the service's models with the episode's
+    noise generator (tests/imagination/test_acting_service.py's `alone`, with the models built once)."""
+    tokenizer, dynamics, heads = models
+    actor = LiveActor(dynamics, heads.policy, GENERATION, batch=1, tokenizer=tokenizer, argmax=True,
+                      generator=torch.Generator().manual_seed(noise_seed))
+    last, out = torch.full((1, 1), -1), []
+    for t in range(len(frames)):
+        last = actor.step(torch.from_numpy(frames[t:t + 1]), last, torch.tensor([t == 0]))
+        out.append(last[0].numpy())
+    return np.stack(out)
+
+
 def served_episodes(log: list[tuple]) -> list[list[tuple]]:
     """The recorded acts split into episodes: a slot's requests from one frame index 0 to the next."""
     current: dict[int, list] = {}
@@ -94,20 +109,22 @@ def stored_episodes(store, chunks) -> dict[str, tuple[np.ndarray, np.ndarray, bo
 
 @pytest.mark.redis
 def test_runners_take_the_services_actions_and_free_slots_at_episode_ends(local_ray, redis_server):
-    runners_count, envs = 2, 2
-    service = start_service(slots=runners_count * envs)  # one slot per sub-env: a slot never freed runs out
+    # two runners sharing the service, one with two sub-envs (rows of one forward must not mix), one with one;
+    # few sub-envs because each episode start generates a Crafter world (about a second here)
+    envs = (2, 1)
+    slots = sum(envs)  # one slot per sub-env: a slot never freed runs out
+    service = start_service(slots=slots)
     cfg = replay_config("redis", url=f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0")
-    runners = [CrafterEnvRunner.remote(EnvRunnerSpec(index=k, envs=envs, max_episode_steps=5, seed=3,
+    runners = [CrafterEnvRunner.remote(EnvRunnerSpec(index=k, envs=n, max_episode_steps=4, seed=3,
                                                      policy="service", service=service), cfg)
-               for k in range(runners_count)]
+               for k, n in enumerate(envs)]
     try:
-        # 4 steps per sub-env per call: episodes of 5 steps are cut between calls (the previous action then
-        # comes from the episode's lookback buffer)
-        report = collect_env_steps(runners, target_steps=48, steps_per_call=8)
-        assert report.lost_calls == 0 and report.episodes_done >= 2 * runners_count * envs  # more than the slots
+        # 3 or 6 steps per sub-env per call: episodes of 4 steps are cut between calls
+        report = collect_env_steps(runners, target_steps=24, steps_per_call=6)
+        assert report.lost_calls == 0 and report.episodes_done > slots  # more episodes than slots
         log = local_ray.get(service.recorded.remote())
         stats = local_ray.get(service.stats.remote())
-        assert stats["live_episodes"] == runners_count * envs  # the finished episodes' slots came back
+        assert stats["live_episodes"] == slots  # the finished episodes' slots came back
         local_ray.get([r.release.remote() for r in runners])
         assert local_ray.get(service.stats.remote())["live_episodes"] == 0
     finally:
@@ -121,6 +138,7 @@ def test_runners_take_the_services_actions_and_free_slots_at_episode_ends(local_
     finally:
         store.close()
     served = served_episodes(log)
+    models = tiny_models(seed=0)  # the weights the service loaded
     used: set[int] = set()
     for episode_id, (frames, actions, finished) in stored.items():
         steps = len(frames) - 1
@@ -139,7 +157,7 @@ def test_runners_take_the_services_actions_and_free_slots_at_episode_ends(local_
         # frames and noise seed reproduces them (Crafter's first frames can repeat across worlds: the seed
         # tells such episodes apart)
         policy = [k for k in candidates
-                  if np.array_equal(actions[1:], alone(frames[:steps], noise_seed=served[k][0][4]))]
+                  if np.array_equal(actions[1:], alone(models, frames[:steps], noise_seed=served[k][0][4]))]
         assert policy, f"episode {episode_id}: the stored actions are not the service policy's"
         used.add(policy[0])
     assert len(used) == len(stored) == len(served)  # one served episode each, none left over
