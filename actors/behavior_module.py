@@ -5,12 +5,9 @@
 In:  batch[Columns.OBS] (N, H, W, 3) uint8, one row per sub-env of the runner's vector env.
 Out: {Columns.ACTIONS: (N, A) int64}, each component uniform over its classes (a MultiDiscrete action space).
 
-Seam for the policy (the module is not built; the service is, actors/world_model_service.py): the acting module
-will keep no model and no KV cache.
-Its per-episode state is a small handle (world-model service slot, frame index) carried in RLlib's module
-state (`get_initial_state` -> {"slot": -1, "frame": 0}); `_forward` sends (handle, frame) to the world-model
-service, which batches the requests of all runners and owns the caches, and returns the action and the handle
-advanced by one frame. A finished episode frees its slot. See docs/architecture.md, "Runtime".
+Once a policy exists the runners act with actors/service_policy_module.py instead (EnvRunnerSpec.policy =
+"service"): it keeps no model and no KV cache, only a (slot, frame) handle into the world-model service per
+episode. See docs/architecture.md, "Runtime".
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@
     runner = CrafterEnvRunner.options(max_restarts=-1).remote(EnvRunnerSpec(...), replay_cfg)
     report = ray.get(runner.collect.remote(num_env_steps=256))   # {"chunks": [(episode_id, offset, steps)], ...}
 
-RLlib does the stepping, autoreset and episode bookkeeping (new API stack). Each `collect` samples about
+RLlib does the stepping, autoreset and episode bookkeeping (new API stack). The spec names the module that acts:
+`policy="uniform"` (no policy yet: actors/behavior_module.py) or `policy="service"` with `service=` a
+WorldModelService handle (actors/service_policy_module.py: every action comes from the service, which holds the
+weights; the module's episode state is a (slot, frame) handle). Each `collect` samples about
 `num_env_steps` steps over all sub-envs, turns every returned episode fragment into one chunk
 (system/data/fragment_chunks.py) and writes them with one `add_many` to the table before it answers: what the
 report lists is stored. A crash loses only the fragments of the call in flight; the restarted actor starts
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import ray
@@ -23,11 +27,14 @@ from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.tune.registry import register_env
 
 from actors.behavior_module import UniformActionModule
+from actors.previous_action_connector import PreviousActionToBatch
+from actors.service_policy_module import ServicePolicyModule
 from system.data.fragment_chunks import fragment_to_chunk
 from system.envs.crafter_env import CrafterEnv
 from system.replay import make_store
 
 ENV_NAME = "dreamer4-crafter"
+POLICIES = ("uniform", "service")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,15 @@ class EnvRunnerSpec:
     size: tuple[int, int] = (64, 64)
     max_episode_steps: int = 200
     seed: int = 0
+    policy: str = "uniform"        # "uniform" (no policy yet) or "service" (acts through the world-model service)
+    service: Any = None            # the WorldModelService actor handle, with policy="service"
+
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"env runner policy {self.policy!r}: expected one of {POLICIES}")
+        if (self.policy == "service") != (self.service is not None):
+            raise ValueError(f"env runner policy {self.policy!r} with service={self.service!r}: the service "
+                             "policy needs a WorldModelService handle, and only it takes one")
 
 
 def _make_crafter(env_config) -> CrafterEnv:
@@ -52,21 +68,29 @@ class _BehaviorConfig(AlgorithmConfig):
         return RLModuleSpec(module_class=UniformActionModule)
 
 
+def _behavior_config(spec: EnvRunnerSpec, seed: int) -> AlgorithmConfig:
+    config = _BehaviorConfig().environment(ENV_NAME, env_config={"size": list(spec.size), "seed": seed,
+                                                                "max_episode_steps": spec.max_episode_steps})
+    config = config.env_runners(num_envs_per_env_runner=spec.envs, num_cpus_per_env_runner=0).debugging(seed=seed)
+    if spec.policy == "uniform":
+        return config.rl_module(model_config={"seed": seed})
+    return (config.rl_module(rl_module_spec=RLModuleSpec(module_class=ServicePolicyModule,
+                                                         model_config={"service": spec.service, "seed": seed,
+                                                                       "owner": f"r{spec.index}"}))
+            .env_runners(env_to_module_connector=lambda env, spaces, device: PreviousActionToBatch()))
+
+
 class CrafterEnvRunnerShell:
     def __init__(self, spec: EnvRunnerSpec, replay_cfg):
         register_env(ENV_NAME, _make_crafter)
         # A restarted actor must not replay the worlds and actions of its previous life: fresh entropy then.
-        restarted = ray.is_initialized() and ray.get_runtime_context().was_current_actor_reconstructed
+        # (Built in the driver, as tests do to read the episodes, it is no actor and never restarted.)
+        context = ray.get_runtime_context() if ray.is_initialized() else None
+        restarted = bool(context and context.get_actor_id() and context.was_current_actor_reconstructed)
         seed = int(np.random.SeedSequence([spec.seed, spec.index, os.getpid() if restarted else 0])
                    .generate_state(1)[0] % 2**30)
-        config = (_BehaviorConfig()
-                  .environment(ENV_NAME, env_config={"size": list(spec.size), "seed": seed,
-                                                     "max_episode_steps": spec.max_episode_steps})
-                  .env_runners(num_envs_per_env_runner=spec.envs, num_cpus_per_env_runner=0)
-                  .rl_module(model_config={"seed": seed})
-                  .debugging(seed=seed))
         self.spec, self.seed = spec, seed
-        self.runner = SingleAgentEnvRunner(config=config, worker_index=0)
+        self.runner = SingleAgentEnvRunner(config=_behavior_config(spec, seed), worker_index=0)
         self.action_classes = tuple(int(n) for n in self.runner.env.single_action_space.nvec)
         self.store = make_store(replay_cfg, seed=seed)
         self.env_steps = 0
@@ -84,6 +108,16 @@ class CrafterEnvRunnerShell:
         self.env_steps += steps
         return {"env_steps": steps, "chunks": [(c.episode_id, c.step_offset, len(c.frames)) for c in chunks],
                 "episodes_done": sum(bool(f.is_done) for f in fragments)}
+
+    def act_latencies(self) -> list[float]:
+        """Seconds per module forward spent waiting for the service (empty for the uniform module)."""
+        return list(getattr(self.runner.module, "latencies_s", []))
+
+    def release(self) -> None:
+        """Frees the service slots of the unfinished episodes (call before killing a runner that acts
+        through the service)."""
+        if isinstance(self.runner.module, ServicePolicyModule):
+            self.runner.module.release()
 
 
 CrafterEnvRunner = ray.remote(num_cpus=0)(CrafterEnvRunnerShell)

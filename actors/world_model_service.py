@@ -5,6 +5,7 @@
     slot = ray.get(service.open_episode.remote(seed=5))
     action, version, frame = ray.get(service.act.remote(slot, obs, last_action, frame_index=0))
     ray.get(service.close_episode.remote(slot))
+    ray.get(service.close_owned.remote("r0"))            # slots opened with owner="r0" (a restarted env runner)
 
 obs (H, W, 3) uint8, last_action (A,) int (-1 at the episode start); action (A,) int64. An async actor: calls
 from all callers meet in one event loop, where system/imagination/request_batcher.py gathers them into batches
@@ -60,8 +61,11 @@ class WorldModelServiceShell:
         self.batcher = RequestBatcher(self.service.act_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
                                       key=lambda request: request.slot)
 
-    async def open_episode(self, seed: int | None = None) -> int:
-        return self.service.open_episode(seed)
+    async def open_episode(self, seed: int | None = None, owner: str | None = None) -> int:
+        return self.service.open_episode(seed, owner)
+
+    async def close_owned(self, owner: str) -> int:
+        return self.service.close_owned(owner)
 
     async def close_episode(self, slot: int) -> None:
         self.service.close_episode(slot)

@@ -1,8 +1,10 @@
-"""Env steps/s through N RLlib env runner actors (chunks into a real redis-server) vs one raw Crafter env; and the
-world-model service's act latency and batch fill under 1, 4, 16 concurrent callers.
+"""Env steps/s through N RLlib env runner actors (chunks into a real redis-server) vs one raw Crafter env; the
+world-model service's act latency and batch fill under 1, 4, 16 concurrent callers; and env steps/s through N
+env runners acting through the service against the raw rate of the same envs in one process.
 
     python benchmarks/actors.py --runners 2 --envs 2 --steps 2000
     python benchmarks/actors.py --part service --callers 1,4,16 --acts 20
+    python benchmarks/actors.py --part policy --runner-counts 1,2,4 --envs 2 --steps 200 --max-wait-ms 10
 
 Baseline, in the same run: single-process `CrafterEnv.step` with uniform random actions (no Ray, no replay).
 Through the runners: `system/runtime/collection.py` driving N runners, each stepping `--envs` envs and writing
@@ -11,6 +13,14 @@ Service (`--part service`): one WorldModelService actor with the smoke config's 
 does not depend on them), max_batch 16, a `--max-wait-ms` gathering window (2 ms), one torch thread; N caller
 threads in the driver each play one episode of `--acts` real Crafter frames (act, wait, act) through it. Figures per N: act
 latency p50/p99 seen by the caller (Ray round trip included) and the mean batch size, fill = mean batch / N.
+Policy (`--part policy`): per N, one WorldModelService as above (slots and max_batch N x envs) and N env runners
+with `policy="service"` (actors/service_policy_module.py), chunks into a real redis-server, driven by
+collect_env_steps to `--steps` env steps; the clock starts after one warm-up call per runner (its envs' first
+reset, which generates the worlds, and its first episodes opened). Figures per N: env steps/s, the ratio to the
+raw rate of the same N x envs Crafter envs stepped round-robin in one process for `--steps` steps with uniform
+actions, first reset off the clock too (no Ray, no service; measured in the same run, just before), the runner-side act latency p50/p99 (one module
+forward: its envs' act calls sent together, Ray round trip included), and the service's mean batch with
+fill = mean batch / (N x envs), the share of live episodes one batch catches.
 Prints one JSON object last: name, config, device, figures, ratio vs the named baseline.
 """
 
@@ -40,34 +50,75 @@ from system.replay.server import LocalRedisServer  # noqa: E402
 from system.runtime.collection import collect_env_steps  # noqa: E402
 
 
-def raw_steps_per_s(steps: int, max_episode_steps: int) -> float:
-    env = CrafterEnv(size=(64, 64), seed=0, max_episode_steps=max_episode_steps)
+def raw_steps_per_s(steps: int, max_episode_steps: int, envs: int = 1) -> float:
+    """Env steps/s of `envs` Crafter envs stepped round-robin in this process, uniform actions (first reset off
+    the clock; later resets on it)."""
+    pool = [CrafterEnv(size=(64, 64), seed=k, max_episode_steps=max_episode_steps) for k in range(envs)]
     rng = np.random.default_rng(0)
-    env.reset()
+    for env in pool:
+        env.reset()
     start = time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
+        env = pool[step % envs]
         _, _, terminated, truncated, _ = env.step(int(rng.integers(17)))
         if terminated or truncated:
             env.reset()
     return steps / (time.perf_counter() - start)
 
 
-def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
-    import threading
+def policy_figures(runner_counts: list[int], args, replay_cfg) -> dict:
+    from actors.world_model_service import WorldModelService
 
-    from actors.world_model_service import ServiceSpec, WorldModelService
+    figures = {}
+    for n in runner_counts:
+        live = n * args.envs
+        raw = raw_steps_per_s(args.steps, args.max_episode_steps, envs=live)
+        service = WorldModelService.remote(smoke_service_spec(live, live, args.max_wait_ms))
+        ray.get(service.stats.remote())  # built before the clock starts
+        specs = [EnvRunnerSpec(index=k, envs=args.envs, max_episode_steps=args.max_episode_steps, policy="service",
+                               service=service) for k in range(n)]
+        runners = [CrafterEnvRunner.remote(spec, replay_cfg) for spec in specs]
+        # warm-up off the clock: each runner's first reset (world generation) and its first episodes opened
+        ray.get([r.collect.remote(args.envs) for r in runners])
+        warm = [len(ray.get(r.act_latencies.remote())) for r in runners]
+        before = ray.get(service.stats.remote())
+        report = collect_env_steps(runners, args.steps, args.steps_per_call)
+        latencies = [s for r, w in zip(runners, warm) for s in ray.get(r.act_latencies.remote())[w:]]
+        stats = ray.get(service.stats.remote())
+        mean_batch = (stats["requests"] - before["requests"]) / max(stats["batches"] - before["batches"], 1)
+        ray.get([r.release.remote() for r in runners])
+        for actor in runners + [service]:
+            ray.kill(actor)
+        figures[f"runners_{n}"] = {"envs": live, "env_steps": report.env_steps,
+                                   "env_steps_per_s": round(report.env_steps_per_s, 1),
+                                   "raw_env_steps_per_s": round(raw, 1),
+                                   "ratio_vs_raw": round(report.env_steps_per_s / raw, 4),
+                                   "act_p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+                                   "act_p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+                                   "mean_batch": round(mean_batch, 2), "fill": round(mean_batch / live, 3)}
+    return figures
+
+
+def smoke_service_spec(slots: int, max_batch: int, max_wait_ms: float):
+    from actors.world_model_service import ServiceSpec
     from system.envs.action_space import crafter_action_space
     from system.run.config import load
 
     cfg = load(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")])
+    return ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
+                       cfg.dynamics.generation, slots=slots, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=1)
+
+
+def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
+    import threading
+
+    from actors.world_model_service import WorldModelService
+
     env = CrafterEnv(size=(64, 64), seed=0)
     frames = [env.reset()[0]] + [env.step(int(a))[0] for a in np.random.default_rng(0).integers(17, size=acts - 1)]
     figures = {}
     for n in callers:
-        spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
-                           cfg.dynamics.generation, slots=max(callers), max_batch=16, max_wait_ms=max_wait_ms,
-                           threads=1)
-        service = WorldModelService.remote(spec)
+        service = WorldModelService.remote(smoke_service_spec(max(callers), 16, max_wait_ms))
         ray.get(service.stats.remote())  # built before the clock starts
         latencies: list[float] = []
 
@@ -98,7 +149,8 @@ def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["runners", "service"], default="runners")
+    parser.add_argument("--part", choices=["runners", "service", "policy"], default="runners")
+    parser.add_argument("--runner-counts", default="1,2,4", help="policy: env runner counts, comma-separated")
     parser.add_argument("--callers", default="1,4,16", help="service: concurrent callers, comma-separated")
     parser.add_argument("--acts", type=int, default=20, help="service: act calls per caller")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="service: gathering window")
@@ -120,6 +172,25 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         print(json.dumps({"name": "world_model_service", "config": vars(args), "device": device,
                           "figures": figures, "baseline": "1 caller (no batching possible)", "ratio": None}))
+        return
+
+    if args.part == "policy":
+        work = tempfile.mkdtemp(prefix="bench-", dir="/tmp")
+        server = LocalRedisServer(os.path.join(work, "redis"), appendonly=False).start()
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 _temp_dir=os.path.join(work, "ray"), log_to_driver=False)
+        try:
+            cfg = ReplayConfig(backend="redis", url=f"redis://:{server.password}@127.0.0.1:{server.port}/0",
+                               tables=TablesConfig(real=TableConfig(capacity_steps=100 * args.steps)))
+            figures = policy_figures([int(n) for n in args.runner_counts.split(",")], args, cfg)
+        finally:
+            ray.shutdown()
+            server.kill()
+            shutil.rmtree(work, ignore_errors=True)
+        print(json.dumps({"name": "env_runners_through_service", "config": vars(args), "device": device,
+                          "figures": figures,
+                          "baseline": "raw in-process CrafterEnv.step of the same N x envs envs, same run",
+                          "ratio": {k: v["ratio_vs_raw"] for k, v in figures.items()}}))
         return
 
     raw = raw_steps_per_s(args.steps // 2, args.max_episode_steps)

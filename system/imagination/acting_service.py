@@ -5,6 +5,7 @@
     [result] = service.act([ActRequest(slot, frame, last_action)])   # frame (H, W, 3) uint8, last_action (A,)
     result.action, result.version, result.frame         # (A,) int64, weights version, frames seen so far
     service.close_episode(slot)                         # the slot is free for the next episode
+    service.open_episode(seed=8, owner="r0"); service.close_owned("r0")   # free all of one caller's slots
     service.load_weights(version=2, states={"dynamics": ..., "policy": ...})
 
 No Ray here: actors/world_model_service.py wraps it in an async actor with a RequestBatcher in front. The work
@@ -16,6 +17,9 @@ Per episode the noise that re-noises context frames comes from the episode's own
 open_episode), so with arg-max actions an episode's actions are the same whichever episodes share its batches:
 a single-episode LiveActor with `generator=torch.Generator().manual_seed(seed)` reproduces them (tests).
 Sampled actions draw from one shared generator and so depend on the batching.
+
+An episode may name its owner (an env runner): `close_owned(owner)` frees every slot that owner still holds,
+which a restarted runner calls for the episodes its previous process left open when it died.
 """
 
 from __future__ import annotations
@@ -64,12 +68,13 @@ class ActingService:
         self.free = list(range(slots))                  # a heap: the lowest free slot goes first
         self.fresh: set[int] = set()                    # opened, first frame not seen yet
         self.frames: dict[int, int] = {}                # open slot -> frames admitted this episode
+        self.owners: dict[int, str] = {}                # open slot -> the owner named at open_episode
         self.noise = [torch.Generator() for _ in range(slots)]
         self.episodes = 0
         self.latent_shape = (dynamics.cfg.packed_tokens, dynamics.cfg.packed_dim)
 
     # -- slot bookkeeping (the caller's thread) --
-    def open_episode(self, seed: int | None = None) -> int:
+    def open_episode(self, seed: int | None = None, owner: str | None = None) -> int:
         if not self.free:
             raise SlotsExhausted(f"all {self.slots} KV-cache slots hold live episodes; close finished episodes "
                                  "or start the service with more slots")
@@ -78,13 +83,23 @@ class ActingService:
         self.noise[slot].manual_seed(self.seed * 1_000_003 + self.episodes if seed is None else seed)
         self.fresh.add(slot)
         self.frames[slot] = 0
+        if owner is not None:
+            self.owners[slot] = owner
         return slot
 
     def close_episode(self, slot: int) -> None:
         self._check_open(slot)
         del self.frames[slot]
+        self.owners.pop(slot, None)
         self.fresh.discard(slot)
         heapq.heappush(self.free, slot)
+
+    def close_owned(self, owner: str) -> int:
+        """Closes every open slot of `owner`; returns how many."""
+        slots = [slot for slot, name in self.owners.items() if name == owner]
+        for slot in slots:
+            self.close_episode(slot)
+        return len(slots)
 
     def live_episodes(self) -> int:
         return len(self.frames)

@@ -78,6 +78,16 @@ def test_slots_are_reused_after_an_episode_ends_and_run_out_with_a_clear_error(c
         service.admit(ActRequest(first, frames[0], np.array([-1])), frame=3)
 
 
+def test_close_owned_frees_only_that_owners_slots():
+    service = make_service(slots=3)
+    mine = [service.open_episode(owner="r0"), service.open_episode(owner="r0")]
+    theirs = service.open_episode(owner="r1")
+    service.close_episode(mine[0])  # closed by hand: no longer the owner's
+    assert service.close_owned("r0") == 1 and service.close_owned("r0") == 0
+    assert service.live_episodes() == 1 and theirs in service.frames
+    assert sorted(service.open_episode() for _ in range(2)) == sorted(mine)  # both slots free again
+
+
 def test_weights_load_by_increasing_version():
     service = make_service()
     assert service.load_weights(1, weights(seed=3)) == 1
