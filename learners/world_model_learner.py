@@ -33,7 +33,7 @@ class TokenizerLearnerShell:
         torch.manual_seed(seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
         self.section, self.rank, self.world_size, self.table = section, rank, world_size, table
         # With num_gpus=1 Ray shows the actor its one GPU; NCCL then joins the ranks (gloo on CPU).
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         generator = torch.Generator(device=self.device).manual_seed(seed + 1 + rank)  # MAE masks differ per rank
         self.trainer = TokenizerTrainer(section.model, section.train, self.device, generator)
         self.store = make_store(replay_cfg, seed=seed + rank) if replay_cfg is not None else None

@@ -19,7 +19,9 @@ SECTION = TokenizerSection(
     model=TokenizerConfig(image_size=(16, 16), patch_size=8, num_latents=4, latent_dim=3, mask_prob_max=0.0,
                           encoder=NET, decoder=NET),
     train=TokenizerTrainConfig(steps=10, batch_size=4, seq_len=3, lr=1e-3, warmup_steps=1))
-TOLERANCE = 1e-5  # max |param difference| after 3 steps; float32 sums in another order differ by ~1e-7
+# max |param difference| after 3 steps: float32 sums in another order differ by ~1e-7 per step, and Adam's
+# normalisation amplifies that on near-zero gradients (measured up to 1.01e-5 on an AMD EPYC box)
+TOLERANCE = 3e-5
 
 
 def _reference(batches) -> dict[str, torch.Tensor]:
@@ -54,4 +56,5 @@ def test_two_rank_gloo_step_equals_one_process_step(local_ray):
     assert _max_difference(states[0]["model"], reference) < TOLERANCE
     assert version == 1 and _max_difference(published, reference) < TOLERANCE
     # the check can fail: one rank training alone on its half of each batch ends elsewhere
-    assert _max_difference(_reference([b[:2] for b in batches]), reference) > 100 * TOLERANCE
+    wrong = _max_difference(_reference([b[:2] for b in batches]), reference)
+    assert wrong > 100 * TOLERANCE, wrong
