@@ -23,8 +23,8 @@ from actors.world_model_service import ServiceSpec, WorldModelServiceShell
 from system.replay import make_store
 from system.runtime.collection import collect_env_steps
 from tests.conftest import replay_config
-from system.imagination.acting import LiveActor
-from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, tiny_models, weights
+from tests.helpers.acting import (DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, lone_actions, tiny_models,
+                                  weights)
 
 
 def digest(frame) -> str:
@@ -70,14 +70,7 @@ def start_service(slots: int):
 def alone(models, frames: np.ndarray, noise_seed: int) -> np.ndarray:
     """Actions (T, A) of one episode on its own: a batch-1 LiveActor over the service's models with the episode's
     noise generator (tests/imagination/test_acting_service.py's `alone`, with the models built once)."""
-    tokenizer, dynamics, heads = models
-    actor = LiveActor(dynamics, heads.policy, GENERATION, batch=1, tokenizer=tokenizer, argmax=True,
-                      generator=torch.Generator().manual_seed(noise_seed))
-    last, out = torch.full((1, 1), -1), []
-    for t in range(len(frames)):
-        last = actor.step(torch.from_numpy(frames[t:t + 1]), last, torch.tensor([t == 0]))
-        out.append(last[0].numpy())
-    return np.stack(out)
+    return lone_actions(models, frames, noise_seed)
 
 
 def served_episodes(log: list[tuple]) -> list[list[tuple]]:

@@ -3,9 +3,11 @@ the acting service, its Ray actor and the evaluator. Small enough that a frame s
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from system.envs.action_space import crafter_action_space
+from system.imagination.acting import LiveActor
 from system.imagination.generation import GenerationConfig
 from system.model.agent_heads import AgentHeads, AgentHeadsConfig
 from system.model.dynamics import Dynamics, DynamicsConfig
@@ -41,3 +43,18 @@ def weights(seed: int) -> dict:
     tokenizer, dynamics, heads = tiny_models(seed)
     return {"tokenizer": tokenizer.state_dict(), "dynamics": dynamics.state_dict(),
             "policy": heads.policy.state_dict()}
+
+
+@torch.no_grad()
+def lone_actions(models, frames: np.ndarray, noise_seed: int) -> np.ndarray:
+    """Actions (T, A) of one episode of frames (T, H, W, 3) uint8 on its own: a batch-1 arg-max LiveActor over
+    (tokenizer, dynamics, heads) with the episode's noise generator; each frame's last action is the one taken
+    before it (-1 at the start)."""
+    tokenizer, dynamics, heads = models
+    actor = LiveActor(dynamics, heads.policy, GENERATION, batch=1, tokenizer=tokenizer, argmax=True,
+                      generator=torch.Generator().manual_seed(noise_seed))
+    last, out = torch.full((1, 1), -1), []
+    for t in range(len(frames)):
+        last = actor.step(torch.from_numpy(frames[t:t + 1]), last, torch.tensor([t == 0]))
+        out.append(last[0].numpy())
+    return np.stack(out)

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from system.imagination.acting import LiveActor
 from system.imagination.acting_service import ActingService, ActRequest, SlotsExhausted
-from tests.helpers.acting import GENERATION, tiny_models, weights
+from tests.helpers.acting import GENERATION, lone_actions, tiny_models, weights
 from tests.helpers.dynamics import one_thread  # noqa: F401
 
 FRAMES = 6
@@ -23,14 +22,7 @@ def make_service(slots: int = 3, seed: int = 0) -> ActingService:
 def alone(frames: np.ndarray, noise_seed: int, seed: int = 0) -> np.ndarray:
     """Actions (T, A) of one episode on its own: a batch-1 LiveActor with the episode's noise generator.
     Each frame's last action is the action taken before it."""
-    tokenizer, dynamics, heads = tiny_models(seed)
-    actor = LiveActor(dynamics, heads.policy, GENERATION, batch=1, tokenizer=tokenizer, argmax=True,
-                      generator=torch.Generator().manual_seed(noise_seed))
-    last, out = torch.full((1, 1), -1), []
-    for t in range(len(frames)):
-        last = actor.step(torch.from_numpy(frames[t:t + 1]), last, torch.tensor([t == 0]))
-        out.append(last[0].numpy())
-    return np.stack(out)
+    return lone_actions(tiny_models(seed), frames, noise_seed)
 
 
 def test_episodes_in_changing_batches_get_the_actions_they_get_alone(crafter_frames):
