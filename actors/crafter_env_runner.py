@@ -1,7 +1,8 @@
 """Env runner actor: RLlib's SingleAgentEnvRunner steps a vector of Crafter envs; fragments become replay chunks.
 
     runner = CrafterEnvRunner.options(max_restarts=-1).remote(EnvRunnerSpec(...), replay_cfg)
-    report = ray.get(runner.collect.remote(num_env_steps=256))   # {"chunks": [(episode_id, offset, steps)], ...}
+    report = ray.get(runner.collect.remote(num_env_steps=256))   # {"chunks": [(episode_id, offset, steps)],
+                                                                 #  "returns": [finished episodes' returns], ...}
 
 RLlib does the stepping, autoreset and episode bookkeeping (new API stack). The spec names the module that acts:
 `policy="uniform"` (no policy yet: actors/behavior_module.py) or `policy="service"` with `service=` a
@@ -94,6 +95,7 @@ class CrafterEnvRunnerShell:
         self.action_classes = tuple(int(n) for n in self.runner.env.single_action_space.nvec)
         self.store = make_store(replay_cfg, seed=seed)
         self.env_steps = 0
+        self.partial_returns: dict[str, float] = {}  # episode id -> rewards so far, for episodes cut by calls
 
     def pid(self) -> int:
         return os.getpid()
@@ -106,8 +108,13 @@ class CrafterEnvRunnerShell:
         self.store.add_many(self.spec.table, chunks)
         steps = sum(len(f) for f in fragments)
         self.env_steps += steps
+        returns = []  # of the episodes that ended in this call, over all their fragments
+        for f in fragments:
+            self.partial_returns[f.id_] = self.partial_returns.get(f.id_, 0.0) + float(np.sum(f.get_rewards()))
+            if f.is_done:
+                returns.append(self.partial_returns.pop(f.id_))
         return {"env_steps": steps, "chunks": [(c.episode_id, c.step_offset, len(c.frames)) for c in chunks],
-                "episodes_done": sum(bool(f.is_done) for f in fragments)}
+                "episodes_done": sum(bool(f.is_done) for f in fragments), "returns": returns}
 
     def act_latencies(self) -> list[float]:
         """Seconds per module forward spent waiting for the service (empty for the uniform module)."""

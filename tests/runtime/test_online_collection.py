@@ -1,0 +1,100 @@
+"""Collection during phases 2 and 3 (system/runtime/online_collection.py) on a real local Ray and redis-server:
+tiny models, real Crafter, env runners acting through the real world-model service."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from system.replay import make_store
+from system.run.config import load
+from system.run.typed_config import ConfigError
+from system.run.weights_version import phase_version
+from system.runtime.online_collection import OnlineCollection
+from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, TOKENIZER, tiny_models
+
+STEPS_PER_CALL = 8
+RATIO = 4.0
+
+
+class Log:
+    def __init__(self):
+        self.lines: list[tuple[str, int, dict]] = []
+
+    def write(self, phase, step, scalars):
+        self.lines.append((phase, step, scalars))
+
+
+def tiny_config(redis_server, tmp_path):
+    cfg = load(["--config", "configs/smoke.yaml", "device=cpu", "runtime.env_runners=2", "runtime.envs_per_runner=1",
+                f"runtime.steps_per_call={STEPS_PER_CALL}", f"runtime.online_steps_per_update={RATIO}",
+                "runtime.publish_every=2", "runtime.report_every_s=0", "data.collect.max_episode_steps=6",
+                f"replay.url=redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0",
+                f"run_dir={tmp_path / 'run'}"])
+    return dataclasses.replace(
+        cfg, tokenizer=dataclasses.replace(cfg.tokenizer, model=TOKENIZER,
+                                          train=dataclasses.replace(cfg.tokenizer.train, seq_len=8)),
+        dynamics=dataclasses.replace(cfg.dynamics, model=DYNAMICS, generation=GENERATION),
+        agent=dataclasses.replace(cfg.agent, heads=HEADS, train=dataclasses.replace(cfg.agent.train, seq_len=4)),
+        imagination=dataclasses.replace(cfg.imagination,
+                                        train=dataclasses.replace(cfg.imagination.train, context=4)))
+
+
+def wait_for(condition, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.mark.redis
+def test_runners_collect_as_many_steps_as_the_updates_allow_and_take_each_published_version(
+        local_ray, redis_server, tmp_path):
+    cfg = tiny_config(redis_server, tmp_path)
+    store = make_store(cfg.replay)
+    tokenizer, dynamics, heads = tiny_models(seed=0)
+    log = Log()
+    online = OnlineCollection(cfg, store, tokenizer, log)
+    try:
+        start = phase_version(cfg, "agent", 0)
+        online.begin(start, dynamics, heads.policy)
+        time.sleep(3.0)
+        assert online.report.env_steps == 0  # no update yet: nothing is allowed
+
+        for step in (1, 2, 3):  # 3 updates allow 12 env steps; publish_every 2 sends version 3 (not 2, 4)
+            online.updated(phase_version(cfg, "agent", step), dynamics=dynamics, policy=heads.policy)
+        wait_for(lambda: online.report.env_steps >= 3 * RATIO)
+        time.sleep(3.0)  # had it kept collecting, more calls would have answered by now
+        # at most one call per runner past the allowance
+        assert online.report.env_steps <= 3 * RATIO + cfg.runtime.env_runners * STEPS_PER_CALL
+        assert online.published() == phase_version(cfg, "agent", 2)
+        assert local_ray.get(online.service.stats.remote())["version"] == phase_version(cfg, "agent", 2)
+
+        # phase 3 begins from the weights phase 2 sent last (no send: same version) and goes on counting
+        online.begin(phase_version(cfg, "agent", 2), dynamics, heads.policy)
+        for step in (1, 2):  # versions 102, 103 (sent: every 2nd version counts on from phase 2)
+            online.updated(phase_version(cfg, "imagination", step), policy=heads.policy)
+        assert online.published() == phase_version(cfg, "imagination", 2)
+        assert local_ray.get(online.service.stats.remote())["version"] == phase_version(cfg, "imagination", 2)
+        wait_for(lambda: online.report.env_steps >= 5 * RATIO)
+        service = online.service
+    finally:
+        report = online.close()
+    with pytest.raises(Exception):  # the actors are gone
+        local_ray.get(service.stats.remote(), timeout=10)
+
+    assert report.lost_calls == 0 and report.env_steps >= 5 * RATIO
+    stored = store.stats(cfg.data.ingest.table).steps
+    store.close()
+    assert stored == report.env_steps + len({episode for episode, _, _ in report.chunks})  # frames = steps + 1
+    assert all(episode.startswith("crafter/rllib/") for episode, _, _ in report.chunks)
+    assert report.episodes_done == len(report.returns) > 0  # episodes of 6 steps finished
+    online_lines = [scalars for phase, _, scalars in log.lines if phase == "online"]
+    assert online_lines and online_lines[-1]["env_steps"] == report.env_steps
+
+
+def test_online_collection_needs_env_runners():
+    with pytest.raises(ConfigError, match="online_steps_per_update.*env_runners"):
+        load(["--config", "configs/smoke.yaml", "runtime.online_steps_per_update=2"])
