@@ -12,7 +12,9 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
      futures open-loop (PSNR against copying the last frame, a real-vs-imagined video);
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
-     MTP) while the dynamics loss continues (checkpoints/agent.pt);
+     MTP) while the dynamics loss continues (checkpoints/agent.pt); with runtime.online_steps_per_update > 0
+     the env runners keep collecting into the replay through phases 2 and 3, acting through the world-model
+     service with the policy as it trains (system/runtime/online_collection.py);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
      phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, or with
      runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
@@ -29,6 +31,7 @@ optimiser state), and phases.json names the finished phases, which are loaded, n
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -109,7 +112,7 @@ def check_imagined_table(cfg: Config, store) -> None:
         raise ReplayError(f"replay.tables.imagined (runtime.imagination_workers > 0): {error}") from None
 
 
-def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device):
+def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device, online=None):
     """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers;
     with eval.every > 0 the policy (trained in place) plays live episodes in the driver along the way."""
     def live_eval(version: int) -> None:
@@ -118,7 +121,7 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
 
     if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
         return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-                                     live_eval=live_eval)
+                                     live_eval=live_eval, online=online)
     from system.runtime.imagination_workers import imagined_source
     from system.runtime.ray_cluster import ray_session
 
@@ -126,7 +129,26 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
         return run_imagination_phase(
             cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
             make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer,
-                                                        cfg.runtime.imagination_workers), live_eval=live_eval)
+                                                        cfg.runtime.imagination_workers), live_eval=live_eval,
+            online=online)
+
+
+@contextlib.contextmanager
+def online_collection(cfg: Config, store, tokenizer, log):
+    """With runtime.online_steps_per_update > 0: env runners collecting through phases 2 and 3 (on Ray), else
+    None."""
+    if not cfg.runtime.online_steps_per_update:
+        yield None
+        return
+    from system.runtime.online_collection import OnlineCollection  # Ray only where it is used
+    from system.runtime.ray_cluster import ray_session
+
+    with ray_session(num_cpus=cfg.runtime.num_cpus or None):
+        online = OnlineCollection(cfg, store, tokenizer, log)
+        try:
+            yield online
+        finally:
+            online.close()
 
 
 def run(cfg: Config, console: Console | None = None) -> dict:
@@ -149,8 +171,11 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device,
                                         train_elsewhere=tokenizer_learners(cfg, store, log))
         dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, space, run_dir, log, device)
-        heads = run_agent_phase(cfg, store, tokenizer, dynamics, space, held_out, run_dir, log, device)
-        heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device)
+        with online_collection(cfg, store, tokenizer, log) as online:
+            heads = run_agent_phase(cfg, store, tokenizer, dynamics, space, held_out, run_dir, log, device,
+                                    online=online)
+            heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+                                      online=online)
         version = cfg.imagination.train.steps
         if phase_finished(run_dir, "eval", version) and (run_dir / "eval.json").exists():
             console.print(f"eval: finished for policy version {version}, eval.json kept")

@@ -8,6 +8,9 @@ In:  the phase-1 dynamics model (trained, from checkpoints/dynamics.pt) and the 
 Each step draws the mixture (agent.train.relevant_fraction of the rows relevant), encodes the frames with the
 frozen tokenizer, and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the
 replay chunks (-1 = no task).
+With `online` (the main job's runtime.online_steps_per_update > 0: system/runtime/online_collection.py), env
+runners keep collecting into the replay with the policy and dynamics as they train: online.begin before the
+first update, online.updated after each (weights version phase_version("agent", step)).
 Out: checkpoints/agent.pt ({"model", "heads", "optimizer", "loss_norm", "step", "config"}), metric lines of
      phase "agent" and "agent_eval" (held-out next-action accuracy and BC NLL of the distance-0 policy).
 """
@@ -26,6 +29,7 @@ from system.phases.frames import frames_to_float
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
+from system.run.weights_version import phase_version
 from system.training.agent_trainer import AgentBatch, AgentTrainer, agent_features
 from system.training.batch_schedule import encode_batch
 from system.training.checkpoint import load_checkpoint, save_checkpoint
@@ -40,7 +44,7 @@ def replay_batch(store, table: str, rows: int, length: int, tokenizer, model, de
 
 
 def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, held_out, run_dir: Path, log,
-                    device) -> AgentHeads:
+                    device, online=None) -> AgentHeads:
     section = cfg.agent
     heads = AgentHeads(section.heads, action_space.components, cfg.dynamics.model.agent_tokens,
                        cfg.dynamics.model.transformer.dim).to(device)
@@ -65,10 +69,14 @@ def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, hel
     relevant_table = section.train.relevant_table or table
     steps, length = section.train.steps, section.train.seq_len
     bar = progress(range(trainer.step, steps), "agent", steps, trainer.step)
+    if online is not None and trainer.step < steps:
+        online.begin(phase_version(cfg, "agent", trainer.step), model, heads.policy)
     for step in bar:
         uniform = replay_batch(store, table, uniform_rows, length, tokenizer, model, device)
         relevant = replay_batch(store, relevant_table, relevant_rows, length, tokenizer, model, device)
         metrics = trainer.train_step(uniform, relevant)
+        if online is not None:  # the env runners act with the weights as they train
+            online.updated(phase_version(cfg, "agent", trainer.step), dynamics=model, policy=heads.policy)
         bar.set_postfix(bc=f"{metrics['bc_nll']:.3f}", refresh=False)
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == steps:
             log.write("agent", step + 1, {k: v for k, v in metrics.items() if k != "step"})

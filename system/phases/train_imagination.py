@@ -10,7 +10,8 @@ Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTraject
 trajectories come from `make_source(trainer).next()` instead, and the heads go back with `publish(trainer)`
 every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
 imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
-relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses.
+relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses. With `online`, env runners keep
+collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version).
 Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step"}, plus "model" under full
      finetuning), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
@@ -29,6 +30,7 @@ from system.phases.frames import frames_to_float
 from system.phases.train_agent import replay_batch
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
+from system.run.weights_version import phase_version
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.imagination_trainer import ImaginationTrainer
 
@@ -40,7 +42,7 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
 
 
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,
-                          make_source=None, live_eval=None):
+                          make_source=None, live_eval=None, online=None):
     section = cfg.imagination
     agent = cfg.agent.train
     trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3,
@@ -58,6 +60,8 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
     train = section.train
     source = make_source(trainer) if make_source is not None and trainer.step < train.steps else None
     bar = progress(range(trainer.step, train.steps), "imagination", train.steps, trainer.step)
+    if online is not None and trainer.step < train.steps:
+        online.begin(phase_version(cfg, "imagination", trainer.step), model, trainer.heads.policy)
     try:
         for step in bar:
             if source is None:  # imagine here, with the policy as it is now
@@ -78,6 +82,9 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
                                        agent.seq_len, tokenizer, model, device))
             metrics = trainer.train_step(traj, replay)
             metrics["policy_lag"] = step - traj.policy_version  # updates since the policy that imagined it
+            if online is not None:  # the env runners act with the policy as it trains
+                online.updated(phase_version(cfg, "imagination", trainer.step),
+                               dynamics=model if train.full_finetune else None, policy=trainer.heads.policy)
             if source is not None and trainer.step % cfg.runtime.publish_every == 0:
                 source.publish(trainer)
             bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)

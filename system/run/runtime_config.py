@@ -5,6 +5,9 @@ env_runners > 0 collects through that many RLlib env runner actors (random actio
 imagination_workers = 0 imagines phase 3's rollouts in the driver; N > 0 starts N Ray imagination workers that
 write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner).
 learners = N > 0 trains the tokenizer on N data-parallel learner actors that sample their own batches from Redis.
+online_steps_per_update = r > 0 (with env_runners > 0) keeps the env runners collecting through phases 2 and 3,
+acting through the world-model service with the policy being trained: r env steps per training update
+(system/runtime/online_collection.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ class RuntimeConfig:
     num_cpus: int = 0              # CPUs of a local Ray instance; 0: all of the machine
     report_every_s: float = 5.0    # seconds between progress lines
     imagination_workers: int = 0   # Ray actors imagining phase-3 rollouts; 0: imagine in the driver
-    publish_every: int = 1         # phase-3 updates between two heads versions sent to the workers
+    publish_every: int = 1         # updates between two weight versions sent to imagination workers (phase 3)
+                                   # and to the online collection's world-model service (phases 2 and 3)
+    online_steps_per_update: float = 0.0  # env steps collected per phase-2/3 update; 0: none after phase 1
     learners: int = 0              # data-parallel Ray learner actors for the tokenizer phase (one GPU each where
                                    # the run has GPUs); 0: the driver trains it (system/runtime/tokenizer_learners.py)
 
@@ -31,5 +36,10 @@ class RuntimeConfig:
                              f"runtime.publish_every = {self.publish_every} >= 1")
         if self.learners < 0:
             raise ValueError(f"runtime.learners = {self.learners} must be >= 0 (0: the driver trains)")
+        if self.online_steps_per_update < 0:
+            raise ValueError(f"runtime.online_steps_per_update = {self.online_steps_per_update} must be >= 0")
+        if self.online_steps_per_update and not self.env_runners:
+            raise ValueError(f"runtime.online_steps_per_update = {self.online_steps_per_update} needs env runners "
+                             "to collect with (runtime.env_runners > 0)")
         if self.env_runners < 0 or self.envs_per_runner < 1 or self.steps_per_call < 1:
             raise ValueError("runtime.env_runners >= 0, runtime.envs_per_runner >= 1, runtime.steps_per_call >= 1")

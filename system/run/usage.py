@@ -21,6 +21,7 @@ def usage() -> str:
         f"top-level keys: {', '.join(sections)}",
         "usage: python -m system.main --resume RUN_DIR [dotted.key=value ...]   (the run's own config.yaml)",
         "  run_dir=PATH resumes a run there; runtime.env_runners=N collects phase-1 data through N Ray env runners",
+        "  runtime.online_steps_per_update=R keeps those runners collecting through phases 2-3 with the policy",
         "  runtime.imagination_workers=N imagines phase-3 rollouts in N Ray workers (rate-limited `imagined` table)",
         "  eval.episodes=N plays N live episodes with the final policy into eval.json (0 skips; eval.max_steps caps them)",
         "  under `ray job submit` the driver joins that cluster (RAY_ADDRESS); RAY_AUTH_MODE=token keeps auth on",

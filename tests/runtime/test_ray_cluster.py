@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -28,13 +29,14 @@ def test_without_an_address_the_driver_starts_and_stops_its_own_instance(monkeyp
 def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
     """`ray start --head` (own temp dir, token auth; the ray_head fixture) then `ray job submit --working-dir .
     -- <venv python> -m system.main ...`: the driver joins with address="auto", env runners collect, the phases
-    finish."""
+    finish, and through phases 2 and 3 the env runners go on collecting through the world-model service."""
     root = Path(__file__).resolve().parents[2]
     run_dir = tmp_path / "run"
     submit = (
         [str(BIN / "ray"), "job", "submit", f"--address={ray_head.dashboard_url}", "--working-dir", ".",
          "--", sys.executable, "-m", "system.main", "--config", "configs/smoke.yaml", "runtime.env_runners=1",
-         "runtime.collect_env_steps=300", "tokenizer.train.steps=2", "dynamics.train.steps=2",
+         "runtime.collect_env_steps=300", "runtime.steps_per_call=50", "runtime.online_steps_per_update=1",
+         "tokenizer.train.steps=2", "dynamics.train.steps=2",
          "dynamics.eval_clips=2", "logging.wandb=disabled", f"run_dir={run_dir}"])
     job = run_when_agent_is_up(submit, cwd=root, env=ray_head.client_env, timeout=600)
     output = job.stdout + job.stderr
@@ -42,4 +44,7 @@ def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
     assert "ray: joined the cluster" in output, output[-4000:]  # address="auto", not a private instance
     assert "collect: 300/300 env steps" in output or "env steps from 1 env runners" in output, output[-4000:]
     assert (run_dir / "checkpoints" / "tokenizer.pt").exists() and (run_dir / "checkpoints" / "dynamics.pt").exists()
-    assert (run_dir / "metrics.jsonl").exists()
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    online = [line for line in lines if line["phase"] == "online"]
+    assert online and online[-1]["env_steps"] > 0, output[-4000:]
+    assert online[-1]["replay_steps"] > 300 + online[-1]["env_steps"] // 2  # the fresh episodes landed in `real`
