@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; any other needs "
                                                              "the token)")
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
-    parser.add_argument("--token", help="the access token off loopback (default: generated and printed)")
+    parser.add_argument("--token", help="the access token (off loopback: generated and printed when not given)")
     parser.add_argument("--slots", type=int, default=4, help="KV-cache slots: pages that can play at once")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--context-frames", type=int, help="real frames a world starts from (default: the run's "
@@ -47,11 +47,18 @@ def parse_args(argv: list[str] | None):
     return args
 
 
+def access_token(host: str, token: str | None) -> str | None:
+    """The token the server requires: the one given, else none on loopback and a fresh random one elsewhere."""
+    if token or is_loopback(host):
+        return token or None
+    return secrets.token_urlsafe(24)
+
+
 async def run_server(args, say=print) -> None:
     world, models = open_world(args.run_dir, args.checkpoint, args.slots, args.device, args.context_frames,
                                args.held_out, args.image_format, args.max_fps)
     loopback = is_loopback(args.host)
-    token = None if loopback else (args.token or secrets.token_urlsafe(24))
+    token = access_token(args.host, args.token)
     runner, port = await serve(make_app(world, token, loopback), args.host, args.port)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")

@@ -6,8 +6,9 @@
 Everything else is in the library modules: PlayConnection speaks the protocol and runs the generation loop.
 Access: bound to loopback, anyone on this machine may play and no token is needed, but the Host header must
 name a loopback address (a page of another site that resolves its name to 127.0.0.1 gets 403: DNS
-rebinding). Bound to any other address, every request needs the token, as ?token=... on the URL (the page
-then keeps it in an HttpOnly cookie for its own requests), compared in constant time. A WebSocket whose
+rebinding). Bound to any other address a token is required (make_app refuses to start without one; it may
+be given on loopback too): every request needs it, as ?token=... on the URL (the page then keeps it in an
+HttpOnly cookie for its own requests), compared in constant time. A WebSocket whose
 Origin is another site than the page's gets 403 either way, so a page elsewhere cannot drive the world.
 """
 
@@ -49,17 +50,15 @@ def token_ok(request: web.Request) -> bool:
 
 @web.middleware
 async def guard(request: web.Request, handler):
-    if request.app[LOOPBACK]:
-        host = urlsplit(f"//{request.host}").hostname or ""
-        if not is_loopback(host):
-            raise web.HTTPForbidden(text=f"this play server answers to loopback addresses only, not {request.host!r}")
-    elif not token_ok(request):
+    if request.app[LOOPBACK] and not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+        raise web.HTTPForbidden(text=f"this play server answers to loopback addresses only, not {request.host!r}")
+    if request.app[TOKEN] and not token_ok(request):
         raise web.HTTPUnauthorized(text="this play server needs its token: open the URL it printed (.../?token=...)")
     origin = request.headers.get("Origin")
     if request.path == "/ws" and origin is not None and urlsplit(origin).netloc != request.host:
         raise web.HTTPForbidden(text=f"WebSocket from another site ({origin}) refused")
     response = await handler(request)
-    if not request.app[LOOPBACK] and "token" in request.query:
+    if request.app[TOKEN] and "token" in request.query:
         response.set_cookie(TOKEN_COOKIE, request.query["token"], httponly=True, samesite="Strict")
     return response
 

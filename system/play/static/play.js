@@ -46,7 +46,11 @@ function onHello(message) {
   k.max = String(message.k_choices.length - 1);
   k.value = String(message.k_choices.indexOf(message.k));
   $("k-value").textContent = String(message.k);
-  $("max-fps").value = String(message.max_fps);
+  const cap = $("max-fps");
+  if (![...cap.options].some((option) => Number(option.value) === message.max_fps)) {
+    cap.add(new Option(`${message.max_fps} frames/s`, String(message.max_fps)));   // the server's --max-fps
+  }
+  cap.value = [...cap.options].find((option) => Number(option.value) === message.max_fps).value;
   const rows = message.legend.map((entry) => {
     const row = document.createElement("tr");
     row.append(Object.assign(document.createElement("td"), { textContent: entry.keys }),
