@@ -185,7 +185,7 @@ def test_reset_replays_the_same_world_and_pause_stops_the_frames(world):
         client = await connect(http, url)
         await client.send(type="pause")
         await client.expect("state")
-        await client.send(type="start", start="held_out:1", seed=4)
+        await client.send(type="start", start="held_out:0", seed=4)
         await client.expect("started")
         episodes = []
         for _ in range(2):

@@ -34,10 +34,11 @@ def test_held_out_worlds_are_real_frames_of_the_held_out_collection_kept_once_ma
 
 
 def test_a_fresh_world_comes_from_its_seed_and_stands_still(starts):
-    first, again = starts.fresh_world(seed=5), starts.context("fresh", seed=5)
-    assert np.array_equal(first.frames, again.frames) and first.label == "fresh Crafter world (seed 5)"
-    assert first.actions[:, 0].tolist() == [-1, 0, 0, 0]           # reset, then noop
-    assert not np.array_equal(first.frames, starts.context("held_out:0", seed=5).frames)
+    """The seed is the world's (CrafterEnv reproduces a seed's world: tests/envs); the player then stands still."""
+    fresh = starts.context("fresh", seed=5)
+    assert fresh.label == "fresh Crafter world (seed 5)" and fresh.frames.shape == (4, 64, 64, 3)
+    assert fresh.actions[:, 0].tolist() == [-1, 0, 0, 0]            # reset, then noop
+    assert not np.array_equal(fresh.frames[0], starts.context("held_out:0", seed=5).frames[0])
 
 
 class HeldOutTable:
