@@ -58,10 +58,8 @@ class BadMessage(ValueError):
 
 def _field(message: dict, name: str, kind, what: str):
     value = message.get(name)
-    if kind is float:
+    if kind is float:   # JSON numbers, not true/false (bool is an int in Python), not NaN or infinity
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, kind)
     if not ok:
