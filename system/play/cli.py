@@ -57,19 +57,20 @@ def access_token(host: str, token: str | None) -> str | None:
 async def run_server(args, say=print) -> None:
     world, models = open_world(args.run_dir, args.checkpoint, args.slots, args.device, args.context_frames,
                                args.held_out, args.image_format, args.max_fps)
-    loopback = is_loopback(args.host)
-    token = access_token(args.host, args.token)
-    runner, port = await serve(make_app(world, token, loopback), args.host, args.port)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
-    slot_kib = cache_bytes(world.slots.caches[0]) / 1024
-    say(f"play: {models.run_dir} ({models.cfg.env.name}, dynamics from {models.checkpoint.name}), "
-        f"{args.slots} slots of {slot_kib:.0f} KiB, K in {world.k_choices}")
-    say(f"play: open {url}", flush=True)
     try:
-        await asyncio.Event().wait()
+        token = access_token(args.host, args.token)
+        runner, port = await serve(make_app(world, token, is_loopback(args.host)), args.host, args.port)
+        try:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+            slot_kib = cache_bytes(world.slots.caches[0]) / 1024
+            say(f"play: {models.run_dir} ({models.cfg.env.name}, dynamics from {models.checkpoint.name}), "
+                f"{args.slots} slots of {slot_kib:.0f} KiB, K in {world.k_choices}")
+            say(f"play: open {url}", flush=True)
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
         world.close()
 
 
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run_server(args))
     except (RunError, ValueError, FileNotFoundError) as problem:
         print(f"play: {problem}", file=sys.stderr)
+        return 1
+    except OSError as problem:   # the address is taken or cannot be bound
+        print(f"play: cannot listen on {args.host}:{args.port}: {problem.strerror or problem}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

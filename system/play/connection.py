@@ -90,8 +90,7 @@ class PlayConnection:
                 "legend": world.controls.legend(), "mouse_look": world.controls.mouse_look,
                 "starts": [{"id": c.id, "label": c.label} for c in world.starts.choices()],
                 "k_choices": world.k_choices, "k": self.k, "max_fps": self.max_fps,
-                "image_format": world.image_format, "slot": self.slot,
-                "frame_size": list(world.tokenizer.cfg.image_size)}
+                "image_format": world.image_format, "slot": self.slot}
 
     async def send_hello(self) -> None:
         await self.send_json(self.hello())

@@ -116,6 +116,9 @@ async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunn
     """Starts listening; returns the runner (await runner.cleanup() to stop) and the port bound (port 0: any)."""
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
     return runner, runner.addresses[0][1]

@@ -1,7 +1,7 @@
 """What every connection of a play server shares: the models, the start frames, the controls, the slots, the
 worker threads and the settings.
 
-    world = open_world("runs/smoke-20261207", slots=4)        # or PlayWorld(...) from models built in memory
+    world, models = open_world("runs/smoke-20261207", slots=4)    # or PlayWorld(...) from models in memory
     world.k_choices                                           # [1, 2, 4, 8, 16] up to the checkpoint's K_max
     world.close()                                             # stops the worker threads
 

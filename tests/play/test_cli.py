@@ -5,6 +5,7 @@ slider and pause work."""
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -20,11 +21,17 @@ from tests.helpers.play_run import tiny_run
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_an_unplayable_run_exits_1_naming_the_path(tmp_path, capsys):
+def test_an_unplayable_run_or_a_taken_port_exits_1_saying_why(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere")]) == 1
     assert f"play: {tmp_path / 'nowhere'}: no such run directory" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([])                                   # neither a run nor --checkpoint
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main([str(tiny_run(tmp_path / "run")), "--port", str(port)]) == 1
+    assert f"play: cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_a_token_is_required_off_loopback_and_generated_when_not_given():

@@ -3,7 +3,7 @@ are the cached sampler's, a bad message gets an error frame and the connection g
 slot back, the token is required off loopback, other sites are refused.
 
 One PlayWorld for the module: tiny in-memory models, the smoke config's held-out Crafter worlds as starts
-(held-out world 0 is generated once and kept), 2 slots, no frame-rate cap."""
+(conftest.py: held-out world 0 is generated once and kept), 2 slots, no frame-rate cap."""
 
 import asyncio
 import json
@@ -18,23 +18,20 @@ from system.play.controls import CrafterControls
 from system.play.frame_codec import decode_image, parse_frame_message
 from system.play.server import make_app, serve
 from system.play.slots import SlotPool
-from system.play.start_frames import CrafterStarts
 from system.play.world import PlayWorld
-from system.run.config import load
 from tests.helpers.dynamics import one_thread  # noqa: F401 (autouse fixture)
-from tests.helpers.play_run import SMOKE, sampler_frames, tiny_play_models
+from tests.helpers.play_run import sampler_frames, tiny_play_models
 
 TIMEOUT = 60.0
 MOVE_LEFT, MOVE_RIGHT, NOOP = 1, 2, 0
 
 
 @pytest.fixture(scope="module")
-def world():
+def world(crafter_starts):
     tokenizer, dynamics = tiny_play_models(seed=0)
-    cfg = load(SMOKE)
     world = PlayWorld(tokenizer, dynamics, GenerationConfig(sampling_steps=4, context_noise=0.1),
-                      CrafterControls(crafter_action_space()), CrafterStarts(cfg, context_frames=3, held_out=2),
-                      SlotPool(dynamics, slots=2), "crafter", max_fps=0)
+                      CrafterControls(crafter_action_space()), crafter_starts, SlotPool(dynamics, slots=2),
+                      "crafter", max_fps=0)
     yield world
     world.close()
 

@@ -8,27 +8,27 @@ import pytest
 
 from system.data.held_out import HELD_OUT_SEED_OFFSET
 from system.envs.action_space import crafter_action_space
-from system.play.start_frames import CrafterStarts, TableStarts, UnknownStart
+from system.play.start_frames import TableStarts, UnknownStart
 from system.run.config import load
 from tests.helpers.play_run import SMOKE
 
 
-@pytest.fixture(scope="module")
-def starts():
-    return CrafterStarts(load(SMOKE), context_frames=4, held_out=3)
+@pytest.fixture
+def starts(crafter_starts):
+    return crafter_starts      # conftest.py: 3 context frames from held-out worlds 0 and 1
 
 
 def test_held_out_worlds_are_real_frames_of_the_held_out_collection_kept_once_made(starts):
     cfg = load(SMOKE)
     assert starts.collect.seed == cfg.data.collect.seed + HELD_OUT_SEED_OFFSET   # never a training world
     assert starts.collect.policy == cfg.data.collect.policy
-    assert [c.id for c in starts.choices()] == ["held_out:0", "held_out:1", "held_out:2", "fresh"]
+    assert [c.id for c in starts.choices()] == ["held_out:0", "held_out:1", "fresh"]
     context = starts.context("held_out:0", seed=1)
-    assert context.frames.shape == (4, 64, 64, 3) and context.frames.dtype == np.uint8
+    assert context.frames.shape == (3, 64, 64, 3) and context.frames.dtype == np.uint8
     assert context.actions[0].tolist() == [-1] and crafter_action_space().validate(context.actions[1:]) is not None
     assert context.frames.std() > 10                               # a rendered world, not a blank
     assert starts.context("held_out:0", seed=2) is context          # kept: the seed is the noise's, not the world's
-    for bad in ("held_out:3", "held_out:x", "training:0"):
+    for bad in ("held_out:2", "held_out:x", "training:0"):
         with pytest.raises(UnknownStart, match="unknown start"):
             starts.context(bad, seed=0)
 
@@ -36,8 +36,8 @@ def test_held_out_worlds_are_real_frames_of_the_held_out_collection_kept_once_ma
 def test_a_fresh_world_comes_from_its_seed_and_stands_still(starts):
     """The seed is the world's (CrafterEnv reproduces a seed's world: tests/envs); the player then stands still."""
     fresh = starts.context("fresh", seed=5)
-    assert fresh.label == "fresh Crafter world (seed 5)" and fresh.frames.shape == (4, 64, 64, 3)
-    assert fresh.actions[:, 0].tolist() == [-1, 0, 0, 0]            # reset, then noop
+    assert fresh.label == "fresh Crafter world (seed 5)" and fresh.frames.shape == (3, 64, 64, 3)
+    assert fresh.actions[:, 0].tolist() == [-1, 0, 0]               # reset, then noop
     assert not np.array_equal(fresh.frames[0], starts.context("held_out:0", seed=5).frames[0])
 
 

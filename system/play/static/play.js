@@ -124,17 +124,20 @@ $("k").addEventListener("input", () => {
 });
 $("max-fps").addEventListener("change", () => send({ type: "max_fps", fps: Number($("max-fps").value) }));
 
-function typingInForm(event) {
-  const tag = event.target.tagName;
-  return tag === "SELECT" || tag === "INPUT";
+// A focused select takes letters and arrows for its options; everywhere else the bound keys steer the world.
+function choosingAnOption(event) {
+  return event.target.tagName === "SELECT";
+}
+for (const id of ["start-choice", "max-fps", "k"]) {
+  $(id).addEventListener("change", () => { $(id).blur(); screen.focus(); });
 }
 document.addEventListener("keydown", (event) => {
-  if (typingInForm(event) || !boundCodes.has(event.code)) return;
+  if (choosingAnOption(event) || !boundCodes.has(event.code)) return;
   event.preventDefault();
   if (!event.repeat) send({ type: "key", code: event.code, down: true });
 });
 document.addEventListener("keyup", (event) => {
-  if (typingInForm(event) || !boundCodes.has(event.code)) return;
+  if (choosingAnOption(event) || !boundCodes.has(event.code)) return;
   event.preventDefault();
   send({ type: "key", code: event.code, down: false });
 });
