@@ -68,7 +68,8 @@ def _field(message: dict, name: str, kind, what: str):
 
 
 class PlayConnection:
-    def __init__(self, world: PlayWorld, send_text: Callable[[str], Awaitable], send_bytes: Callable[[bytes], Awaitable]):
+    def __init__(self, world: PlayWorld, send_text: Callable[[str], Awaitable],
+                 send_bytes: Callable[[bytes], Awaitable]):
         self.world, self.send_text, self.send_bytes = world, send_text, send_bytes
         self.slot, cache = world.slots.acquire()
         self.session = PlaySession(world.tokenizer, world.dynamics, world.generation, cache)

@@ -66,7 +66,8 @@ def test_minecraft_keys_buttons_and_mouse_look():
     pressed = {space.names[i] for i, c in enumerate(space.components) if c.kind == "binary" and action[i] == 1}
     assert pressed == {"forward", "jump", "sneak", "attack", "hotbar.3", "sprint"}
     pitch, yaw = MINECRAFT_CAMERA.decode(action[space.column("camera")])
-    assert yaw == pytest.approx(MINECRAFT_CAMERA.decode(MINECRAFT_CAMERA.encode(np.array([0.0, 40 * DEGREES_PER_PIXEL])))[1])
+    turned = MINECRAFT_CAMERA.encode(np.array([0.0, 40 * DEGREES_PER_PIXEL]))     # 40 pixels right, 6 degrees
+    assert yaw == pytest.approx(MINECRAFT_CAMERA.decode(turned)[1])
     assert yaw > 0 > pitch                                      # right and up
     assert all(action[space.column(e)] == 0 for e in ("place", "craft", "equip"))   # enums stay 'none'
     state.key("Space", False)
