@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ("model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "phases")
+LIBRARY = ("model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "phases", "play")
 # system/runtime/ drives the Ray actors from the driver: it knows Ray, the library and the shells, and only the
 # driver imports it. It is not library code (nothing in LIBRARY may import it).
 RUNTIME = "runtime"
@@ -30,6 +30,8 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"envs", "replay", "data"},
     "run": {"model", "objectives", "imagination", "training", "envs", "replay", "data", "run"},
     "phases": {"model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "phases"},
+    # the play server: a run's models, the cached sampler, Crafter and held-out data; not the phases
+    "play": {"model", "objectives", "imagination", "training", "envs", "replay", "data", "run", "play"},
     "system": set(),              # system/__init__.py
     "main": set(LIBRARY) | {RUNTIME},
     "evaluate": set(LIBRARY),     # system/evaluate.py: a run's checkpoints in, quality.json out; no Ray
@@ -48,6 +50,7 @@ THIRD_PARTY: dict[str, set[str]] = {
     "gymnasium": {"envs"},
     "crafter": {"envs"},
     "minerl": {"envs"},
+    "aiohttp": {"play"},     # the play server's web layer
 }
 # nothing in the library imports these
 NEVER = {"tests", "benchmarks"}
@@ -133,6 +136,11 @@ def test_every_library_package_has_a_rule():
     ("from system import replay\n", "envs", "may not import system.replay"),
     ("from ..replay import make_store\n", "model", "may not import system.replay"),
     ("from tests.helpers.dynamics import tiny_model\n", "model", "may not import tests"),
+    ("import ray\n", "play", "ray belongs to"),
+    ("import redis\n", "play", "redis belongs to"),
+    ("from system.phases.live_eval import eval_seed\n", "play", "may not import system.phases"),
+    ("from system.runtime.collection import collect_env_steps\n", "play", "may not import system.runtime"),
+    ("from aiohttp import web\n", "imagination", "aiohttp belongs to"),
 ])
 def test_the_check_catches_a_forbidden_import(tmp_path, monkeypatch, source, place, message):
     """The rule check itself: a module written into a package with a forbidden import is reported."""

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import torch
 
 from system.model.action_embedding import no_action_like
+from system.model.kv_cache import KVCache
 from system.objectives.shortcut import noise_latents
 
 
@@ -83,14 +84,21 @@ class RolloutOutput(NamedTuple):
 
 
 class CachedSampler:
-    """Holds one ring KV cache for `batch` episodes and steps frames through it."""
+    """Holds one ring KV cache for `batch` episodes and steps frames through it.
 
-    def __init__(self, model, cfg: GenerationConfig, batch: int, device=None, dtype: torch.dtype = torch.float32):
+    `cache` (a KVCache of `batch` rows) makes the sampler step an existing cache instead of a new one: samplers
+    with different K can then take turns on one episode (the play page changes K mid-episode). Each frame's
+    cache entry is written by its final context pass, which is the same for every K."""
+
+    def __init__(self, model, cfg: GenerationConfig, batch: int, device=None, dtype: torch.dtype = torch.float32,
+                 cache: KVCache | None = None):
         if cfg.sampling_steps > model.k_max:
             raise ValueError(f"sampling_steps K={cfg.sampling_steps} exceeds the trained K_max={model.k_max}")
+        if cache is not None and cache.batch != batch:
+            raise ValueError(f"the given KV cache holds {cache.batch} rows, the sampler steps {batch}")
         self.model, self.cfg, self.batch = model, cfg, batch
         device = device if device is not None else next(model.parameters()).device
-        self.cache = model.transformer.new_cache(batch, device, dtype)
+        self.cache = cache if cache is not None else model.transformer.new_cache(batch, device, dtype)
         k = cfg.sampling_steps
         # Constants built once: the per-frame step creates no tensors from Python numbers.
         self.step_taus = [torch.full((batch, 1), i / k, device=device) for i in range(k)]

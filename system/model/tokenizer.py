@@ -81,10 +81,16 @@ class TokenizerConfig:
         return enc.num_temporal_layers * (enc.context - 1) + 1
 
     @property
+    def decoder_receptive_field(self) -> int:
+        """Latent frames (its own included) a decoded frame depends on: decoding the last this many latents
+        gives the same frame as decoding the whole episode (frame-by-frame display)."""
+        dec = self.decoder
+        return dec.num_temporal_layers * (dec.context - 1) + 1
+
+    @property
     def temporal_receptive_field(self) -> int:
         """Frames a reconstructed frame depends on, through the encoder and then the decoder."""
-        dec = self.decoder
-        return self.latent_receptive_field + dec.num_temporal_layers * (dec.context - 1)
+        return self.latent_receptive_field + self.decoder_receptive_field - 1
 
 
 def encoder_layout(cfg: TokenizerConfig) -> TokenLayout:

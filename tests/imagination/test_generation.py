@@ -96,6 +96,36 @@ def test_sampler_reuse_restarts_cleanly():
     assert torch.equal(reused.z, fresh.z)
 
 
+def test_samplers_sharing_a_cache_switch_k_mid_episode():
+    """Two samplers (K = 4, then K = 2) over one cache equal the uncached reference that changes K at the same
+    frame: the frames generated with K = 4 are the second reference's context, re-noised with the same noise
+    (the generated frames' renoise draws), which is what the cache holds. The window (C = 4) wraps."""
+    model = tiny_model(context=4, k_max=16).eval()
+    g = torch.Generator().manual_seed(0)
+    context, ctx_actions, actions = torch.rand(1, 2, N_Z, D_Z) * 2 - 1, random_actions(1, 2), random_actions(1, 6)
+    noise = draw_noise(1, 2, 6, (N_Z, D_Z), g)
+    k4 = CachedSampler(model, GenerationConfig(sampling_steps=4), batch=1)
+    k2 = CachedSampler(model, GenerationConfig(sampling_steps=2), batch=1, cache=k4.cache)
+    k4.prefill(context, ctx_actions, noise.context)
+    zs = []
+    for h, sampler in enumerate([k4, k4, k4, k2, k2, k2]):
+        z, _ = sampler.step(torch.tensor([2 + h]), actions[:, h:h + 1], noise.start[:, h:h + 1],
+                            noise.renoise[:, h:h + 1])
+        zs.append(z)
+    first = rollout_uncached(model, GenerationConfig(sampling_steps=4), context, ctx_actions, actions[:, :3],
+                             noise=noise._replace(start=noise.start[:, :3], renoise=noise.renoise[:, :3]))
+    then = rollout_uncached(model, GenerationConfig(sampling_steps=2), torch.cat([context, first.z], 1),
+                            torch.cat([ctx_actions, actions[:, :3]], 1), actions[:, 3:],
+                            noise=noise._replace(context=torch.cat([noise.context, noise.renoise[:, :3]], 1),
+                                                 start=noise.start[:, 3:], renoise=noise.renoise[:, 3:]))
+    assert (torch.cat(zs, 1) - torch.cat([first.z, then.z], 1)).abs().max() < 1e-5
+    # not vacuous: K = 4 throughout gives other frames after the switch
+    all_k4 = rollout(model, GenerationConfig(sampling_steps=4), context, ctx_actions, actions, noise=noise)
+    assert (all_k4.z[:, 3:] - then.z).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="holds 1 rows, the sampler steps 2"):
+        CachedSampler(model, GenerationConfig(), batch=2, cache=k4.cache)
+
+
 def test_k4_and_k64_run_from_the_same_model():
     model = tiny_model(context=8, k_max=64).eval()
     g = torch.Generator().manual_seed(0)

@@ -130,3 +130,20 @@ def test_latents_do_not_depend_on_the_length_of_the_window_encoded():
             short = tok.encode(frames[:, t - field + 1:t + 1])
             torch.testing.assert_close(long[:, t], short[:, -1], atol=1e-5, rtol=1e-5)
         assert (long[:, 5] - tok.encode(frames[:, 4:6])[:, -1]).abs().max() > 1e-4  # a shorter window differs
+
+
+def test_a_frame_decodes_the_same_from_its_last_receptive_field_latents():
+    """decoder_receptive_field latents are enough to decode a frame as the whole sequence decodes it (the play
+    page decodes one frame at a time); one latent fewer is not."""
+    net = TransformerConfig(dim=32, depth=4, num_heads=4, num_kv_heads=2, temporal_every=2, context=2,
+                            attention="dense")
+    cfg = TokenizerConfig(image_size=(16, 24), patch_size=8, num_latents=4, latent_dim=3, encoder=net, decoder=net)
+    tok = Tokenizer(cfg).eval()
+    field = cfg.decoder_receptive_field
+    assert field == 3 and cfg.temporal_receptive_field == 5
+    z = torch.rand(1, 10, 4, 3) * 2 - 1
+    with torch.no_grad():
+        whole = tok.decode(z)
+        for t in range(field - 1, 10):
+            torch.testing.assert_close(whole[:, t], tok.decode(z[:, t - field + 1:t + 1])[:, -1], atol=1e-5, rtol=1e-5)
+        assert (whole[:, 7] - tok.decode(z[:, 6:8])[:, -1]).abs().max() > 1e-4
