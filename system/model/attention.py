@@ -1,7 +1,7 @@
 """Multi-head attention with grouped-query heads, QK-norm, RoPE and logit soft-capping; two kernels.
 
-    Attention(cfg)(x, positions, mask) : x (N, L, D), positions (L,) or (N, L), mask (L, L) bool or None
-                                         -> (N, L, D)
+    Attention(cfg)(x, rope, mask)      : x (N, L, D), rope = (cos, sin) (L, Dh/2) or (N, L, Dh/2) from rope.py,
+                                         mask (L, L) bool or None -> (N, L, D)
 
 N is a batch of independent sequences: B*T frames for a space layer (L = S tokens), B*S token positions for a
 temporal layer (L = T frames). `mask[q, k]` True means query q may read key k.
@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from system.model.rope import apply_rope, rope_tables
+from system.model.rope import apply_rope
 
 
 class RMSNorm(nn.Module):
@@ -128,8 +128,8 @@ def block_mask_for(mask: torch.Tensor | None, mask_key, length: int, device: tor
 
 
 class Attention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, softcap: float, rope_base: float,
-                 kernel: str, norm_eps: float = 1e-6):
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, softcap: float, kernel: str,
+                 norm_eps: float = 1e-6):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -137,20 +137,21 @@ class Attention(nn.Module):
             raise ValueError(f"num_heads {num_heads} is not divisible by num_kv_heads {num_kv_heads}")
         self.num_heads, self.num_kv_heads = num_heads, num_kv_heads
         self.head_dim = dim // num_heads
-        self.softcap, self.rope_base, self.kernel = softcap, rope_base, kernel
+        self.softcap, self.kernel = softcap, kernel
         self.q_proj = nn.Linear(dim, num_heads * self.head_dim, bias=False)
         self.kv_proj = nn.Linear(dim, 2 * num_kv_heads * self.head_dim, bias=False)
         self.out_proj = nn.Linear(num_heads * self.head_dim, dim, bias=False)
         self.q_norm = RMSNorm(self.head_dim, norm_eps)
         self.k_norm = RMSNorm(self.head_dim, norm_eps)
 
-    def project(self, x: torch.Tensor, positions: torch.Tensor):
-        """x (N, L, D), positions (L,) or (N, L) -> q (N, H, L, Dh), k and v (N, H_kv, L, Dh), q and k rotated."""
+    def project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
+        """x (N, L, D), rope = (cos, sin) (L, Dh/2) or (N, L, Dh/2) -> q (N, H, L, Dh), k and v (N, H_kv, L, Dh),
+        q and k rotated."""
         n, length, _ = x.shape
         q = self.q_proj(x).view(n, length, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv_proj(x).view(n, length, 2, self.num_kv_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)
-        cos, sin = rope_tables(positions, self.head_dim, self.rope_base)
+        cos, sin = rope
         if cos.dim() == 3:  # per-sequence positions (N, L, Dh/2) -> broadcast over heads
             cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
         return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
@@ -168,6 +169,7 @@ class Attention(nn.Module):
         n, _, length, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(n, length, -1))
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None, mask_key=None):
-        q, k, v = self.project(x, positions)
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None,
+                mask_key=None):
+        q, k, v = self.project(x, rope)
         return self.merge(self.attend(q, k, v, mask, mask_key))

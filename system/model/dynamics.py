@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from system.model.action_embedding import ActionEmbedding
+from system.model.grid_positions import latent_coords, packed_coords
 from system.model.layout import TokenLayout
 from system.model.transformer import BlockCausalTransformer, TransformerConfig
 
@@ -46,6 +47,10 @@ class DynamicsConfig:
     agent_tokens: int = 1          # S_g; paper: not given (used from phase 2); 0 drops the segment
     num_tasks: int = 20            # task embedding rows (paper Table 4: 20 Minecraft tasks); task -1 = none
     k_max: int = 64                # K_max: finest step d_min = 1/K_max (paper: not stated; Fig. 8 suggests 64)
+    # The tokenizer's patch grid (rows, cols): with transformer.space_positions "grid" the latent tokens get 2D
+    # RoPE coordinates on it (each packed token at the mean of its latents; grid_positions.py). Must match the
+    # tokenizer (check_matches_tokenizer); (0, 0) with "index" positions.
+    patch_grid: tuple[int, int] = (0, 0)
 
     def __post_init__(self) -> None:
         if self.latent_tokens % self.packed_tokens:
@@ -53,6 +58,9 @@ class DynamicsConfig:
                              f"N_z={self.packed_tokens}")
         if self.k_max < 1 or self.k_max & (self.k_max - 1):
             raise ValueError(f"k_max must be a power of two, got {self.k_max}")
+        if self.transformer.space_positions == "grid" and min(self.patch_grid) < 1:
+            raise ValueError("dynamics transformer.space_positions 'grid' needs patch_grid = the tokenizer's "
+                             f"patch grid (rows, cols), got {tuple(self.patch_grid)}")
 
     @property
     def packed_dim(self) -> int:
@@ -61,11 +69,24 @@ class DynamicsConfig:
 
 
 def check_matches_tokenizer(cfg: DynamicsConfig, tokenizer_cfg) -> None:
-    """Raises if the dynamics latents do not match the tokenizer bottleneck (num_latents x latent_dim)."""
+    """Raises if the dynamics latents do not match the tokenizer bottleneck (num_latents x latent_dim) or, with
+    grid positions, its patch grid."""
     if (cfg.latent_tokens, cfg.latent_dim) != (tokenizer_cfg.num_latents, tokenizer_cfg.latent_dim):
-        raise ValueError(f"dynamics.latent_tokens x latent_dim = {cfg.latent_tokens} x {cfg.latent_dim} must equal "
+        raise ValueError(f"dynamics.model.latent_tokens x latent_dim = {cfg.latent_tokens} x {cfg.latent_dim} must equal "
                          f"tokenizer.model.num_latents x latent_dim = {tokenizer_cfg.num_latents} x "
                          f"{tokenizer_cfg.latent_dim}")
+    if cfg.transformer.space_positions == "grid" and tuple(cfg.patch_grid) != tuple(tokenizer_cfg.grid):
+        raise ValueError(f"dynamics.model.patch_grid = {tuple(cfg.patch_grid)} must equal the tokenizer's patch grid "
+                         f"{tuple(tokenizer_cfg.grid)} (image_size / patch_size)")
+
+
+def dynamics_grid_coords(cfg: DynamicsConfig) -> torch.Tensor | None:
+    """(S, 2) patch-grid coordinates of the dynamics tokens (2D space RoPE), None with index positions."""
+    if cfg.transformer.space_positions != "grid":
+        return None
+    latents = latent_coords(cfg.latent_tokens, tuple(cfg.patch_grid))
+    packed = packed_coords(latents, cfg.latent_tokens // cfg.packed_tokens)
+    return dynamics_layout(cfg).grid_coords({"latents": packed})
 
 
 class DynamicsOutput(NamedTuple):
@@ -88,7 +109,7 @@ class Dynamics(nn.Module):
         self.k_max = cfg.k_max
         self.layout = dynamics_layout(cfg)
         dim = cfg.transformer.dim
-        self.transformer = BlockCausalTransformer(cfg.transformer, self.layout)
+        self.transformer = BlockCausalTransformer(cfg.transformer, self.layout, dynamics_grid_coords(cfg))
         self.latent_in = nn.Linear(cfg.packed_dim, dim)
         self.latent_out = nn.Linear(dim, cfg.packed_dim)
         self.registers = nn.Parameter(torch.randn(cfg.registers, dim) * 0.02) if cfg.registers else None

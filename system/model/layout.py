@@ -91,6 +91,20 @@ class TokenLayout:
             start += count
         raise KeyError(f"layout has no modality {modality!r} (has {self.modalities})")
 
+    def grid_coords(self, placed: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(S, 2) float (row, col) of every token for 2D space RoPE (system/model/grid_positions.py). `placed`
+        gives the coordinates (count, 2) of the spatial modalities; every other token (registers, signal, actions,
+        agent) sits at the centre of the placed ones: global tokens, at one offset range from every patch."""
+        for name, coords in placed.items():
+            if tuple(coords.shape) != (self.count(name), 2):
+                raise ValueError(f"layout: {name!r} has {self.count(name)} tokens, got coordinates of shape "
+                                 f"{tuple(coords.shape)}")
+        if not placed:
+            raise ValueError("layout: grid coordinates need at least one placed modality")
+        centre = torch.cat(list(placed.values())).float().mean(0)
+        return torch.cat([placed[name].float() if name in placed else centre.expand(count, 2)
+                          for name, count in self.segments])
+
     def modality_ids(self) -> torch.Tensor:
         """(S,) int64: index into `modalities` of each token position."""
         # Always on the CPU, also under a `with torch.device("meta")` model construction.

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from system.model.attention import Attention, RMSNorm, dense_attention
 from system.model.kv_cache import KVCache
 from system.model.layout import TokenLayout
+from system.model.rope import grid_rope_tables, rope_tables
 
 
 @dataclass
@@ -38,7 +39,12 @@ class TransformerConfig:
     context: int = 192             # C: frames a temporal layer sees, its own included (paper: 192 = 9.6 s)
     mlp_ratio: float = 4.0         # SwiGLU hidden = 2/3 * mlp_ratio * dim (rounded up to a multiple of 8)
     logit_softcap: float = 50.0    # attention logit soft-cap (paper: used; value not given)
-    rope_base: float = 10000.0
+    rope_base: float = 10000.0     # temporal RoPE, and space RoPE over token indices
+    # Space-layer positions: "index" rotates by the token's index in the frame (1D); "grid" by its (row, col) on
+    # the patch grid (2D axial RoPE, rope.py), given by the model that owns the layout (TokenLayout.grid_coords).
+    # The paper says RoPE and no more; "grid" keeps neighbouring patches one offset apart in both directions.
+    space_positions: Literal["index", "grid"] = "index"
+    grid_rope_base: float = 10.0   # 2D RoPE base: frequencies 1 .. 10^(-3/4) rad per patch at Dh = 16
     norm_eps: float = 1e-6
     attention: Literal["auto", "dense", "flex"] = "auto"
 
@@ -54,6 +60,10 @@ class TransformerConfig:
                              f"(temporal_every {self.temporal_every})")
         if self.context < 1:
             raise ValueError(f"context must be at least 1 frame, got {self.context}")
+        if self.space_positions not in ("index", "grid"):
+            raise ValueError(f"space_positions must be 'index' or 'grid', got {self.space_positions!r}")
+        if self.space_positions == "grid" and self.head_dim % 4:
+            raise ValueError(f"space_positions 'grid' (2D RoPE) needs a head dim divisible by 4, got {self.head_dim}")
 
     @property
     def head_dim(self) -> int:
@@ -88,8 +98,8 @@ class Block(nn.Module):
         super().__init__()
         self.temporal = temporal
         self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.attn = Attention(cfg.dim, cfg.num_heads, cfg.num_kv_heads, cfg.logit_softcap, cfg.rope_base,
-                              cfg.attention, cfg.norm_eps)
+        self.attn = Attention(cfg.dim, cfg.num_heads, cfg.num_kv_heads, cfg.logit_softcap, cfg.attention,
+                              cfg.norm_eps)
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = SwiGLU(cfg.dim, cfg.mlp_hidden)
 
@@ -102,14 +112,24 @@ def temporal_mask(frames: int, context: int, device=None) -> torch.Tensor:
 
 
 class BlockCausalTransformer(nn.Module):
-    def __init__(self, cfg: TransformerConfig, layout: TokenLayout):
+    """grid_coords (S, 2): each token's (row, col) on the patch grid (TokenLayout.grid_coords), required with
+    cfg.space_positions = "grid" and unused otherwise."""
+
+    def __init__(self, cfg: TransformerConfig, layout: TokenLayout, grid_coords: torch.Tensor | None = None):
         super().__init__()
         self.cfg, self.layout = cfg, layout
         self.blocks = nn.ModuleList(Block(cfg, cfg.is_temporal(i)) for i in range(cfg.depth))
         self.final_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         space_mask = layout.space_mask()
         self.register_buffer("space_mask", None if layout.is_dense else space_mask, persistent=False)
-        self.register_buffer("space_positions", torch.arange(layout.num_tokens), persistent=False)
+        if cfg.space_positions == "grid":
+            if grid_coords is None or tuple(grid_coords.shape) != (layout.num_tokens, 2):
+                raise ValueError(f"space_positions 'grid' needs the (row, col) of each of the {layout.num_tokens} "
+                                 f"tokens, got {None if grid_coords is None else tuple(grid_coords.shape)}")
+            positions = grid_coords.float()
+        else:
+            positions = torch.arange(layout.num_tokens)
+        self.register_buffer("space_positions", positions, persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -139,6 +159,7 @@ class BlockCausalTransformer(nn.Module):
         else:
             time_mask = temporal_mask(frames, self.cfg.context, x.device)
         temporal_index = 0
+        space_rope = self.space_rope()  # the same for every space layer
         for block in self.blocks:
             h = block.attn_norm(x)
             if block.temporal:
@@ -150,17 +171,24 @@ class BlockCausalTransformer(nn.Module):
                 h = h.view(b, s, frames, d).transpose(1, 2)
                 temporal_index += 1
             else:
-                h = block.attn(h.reshape(b * frames, s, d), self.space_positions, self.space_mask,
+                h = block.attn(h.reshape(b * frames, s, d), space_rope, self.space_mask,
                                ("space", self.layout))
                 h = h.view(b, frames, s, d)
             x = x + h
             x = x + block.mlp(block.mlp_norm(x))
         return self.final_norm(x)
 
+    def space_rope(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin) (S, Dh/2) of the space layers: 1D over token indices or 2D over grid coordinates."""
+        cfg = self.cfg
+        if cfg.space_positions == "grid":
+            return grid_rope_tables(self.space_positions, cfg.head_dim, cfg.grid_rope_base)
+        return rope_tables(self.space_positions, cfg.head_dim, cfg.rope_base)
+
     def _temporal_full(self, attn: Attention, h, mask, cache: KVCache | None, layer: int):
         frames = h.shape[1]
         positions = torch.arange(frames, device=h.device)
-        q, k, v = attn.project(h, positions)
+        q, k, v = attn.project(h, rope_tables(positions, self.cfg.head_dim, self.cfg.rope_base))
         if cache is not None:
             b, s = cache.batch, cache.tokens
             cache.prefill(layer, k.view(b, s, *k.shape[1:]), v.view(b, s, *v.shape[1:]))
@@ -169,7 +197,7 @@ class BlockCausalTransformer(nn.Module):
     def _temporal_step(self, attn: Attention, h, cache: KVCache, layer: int, t: torch.Tensor):
         b, s = cache.batch, cache.tokens
         positions = t[:, None].expand(b, s).reshape(b * s, 1)  # row b*S + j is token j of episode b
-        q, k, v = attn.project(h, positions)
+        q, k, v = attn.project(h, rope_tables(positions, self.cfg.head_dim, self.cfg.rope_base))
         cache.write(layer, k.view(b, s, *k.shape[1:])[:, :, :, 0], v.view(b, s, *v.shape[1:])[:, :, :, 0], t)
         keys, values = cache.keys_values(layer)
         valid = cache.valid(t)[:, None].expand(b, s, -1).reshape(b * s, 1, 1, -1)  # (B*S, 1, 1, C)

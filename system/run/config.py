@@ -13,6 +13,7 @@ from typing import Literal
 
 from system.data.config import DataConfig
 from system.envs.config import EnvConfig
+from system.model.dynamics import check_matches_tokenizer
 from system.replay.config import ReplayConfig
 from system.run.eval_config import EvalConfig
 from system.run.runtime_config import RuntimeConfig
@@ -68,6 +69,7 @@ class Config:
         if relevant and relevant not in tables:
             raise ValueError(f"agent.train.relevant_table = {relevant!r} is not a replay table (replay.tables has "
                              f"{', '.join(map(repr, tables))})")
+        check_matches_tokenizer(self.dynamics.model, self.tokenizer.model)  # latents and, with 2D RoPE, patch grid
         window = self.dynamics.model.transformer.context
         if self.imagination.train.context > window:
             raise ValueError(f"imagination.train.context = {self.imagination.train.context} is longer than the "

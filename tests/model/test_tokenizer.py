@@ -147,3 +147,20 @@ def test_a_frame_decodes_the_same_from_its_last_receptive_field_latents():
         for t in range(field - 1, 10):
             torch.testing.assert_close(whole[:, t], tok.decode(z[:, t - field + 1:t + 1])[:, -1], atol=1e-5, rtol=1e-5)
         assert (whole[:, 7] - tok.decode(z[:, 6:8])[:, -1]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("patch_hidden", [0, 64])
+def test_a_patch_mlp_lifts_the_decoders_pixels_off_a_model_width_subspace(patch_hidden):
+    """With linear patch maps every decoded patch lies in a dim-dimensional affine subspace of its pixel values
+    (the PCA-like cap on reconstruction quality); the per-patch MLP (patch_hidden > 0) is not confined to it."""
+    net = TransformerConfig(dim=16, depth=2, num_heads=2, num_kv_heads=1, temporal_every=2, context=2,
+                            attention="dense")
+    cfg = TokenizerConfig(image_size=(8, 8), patch_size=8, num_latents=2, latent_dim=8, encoder=net, decoder=net,
+                          patch_hidden=patch_hidden)   # one patch of 192 pixel values, model width 16
+    torch.manual_seed(0)
+    tok = Tokenizer(cfg).eval()
+    with torch.no_grad():
+        pixels = tok.decode(torch.rand(400, 1, 2, 8) * 2 - 1).reshape(400, -1)
+    singular = torch.linalg.svdvals(pixels - pixels.mean(0))
+    rank = int((singular > singular[0] * 1e-4).sum())
+    assert (rank <= 16) == (patch_hidden == 0), rank
