@@ -171,7 +171,7 @@ def test_compiled_flex_kernel_agrees_with_dense():
     dense = dense_attention(q, k, v, mask, softcap=20.0)
     out = flex_attention(q, k, v, block_mask, softcap=20.0, compiled=True)
     error = float((out - dense).abs().max())
-    if error >= 1e-4 and q.device.type == "cpu":
+    if not error < 1e-4 and q.device.type == "cpu":  # `not <`: a NaN is off too (seen in CI, 2026-12-07)
         # Seen 2026-12-02 on an AMD EPYC box (torch 2.13.0+cpu): Inductor's CPU kernel for this case is off by
         # ~2.0 while eager flex on the same block mask agreed to 5e-7 in a standalone check (not repeated here),
         # so the fault looks like the CPU codegen, not the mask; the compiled kernel is what CUDA runs, and CPU
