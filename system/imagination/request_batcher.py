@@ -42,6 +42,7 @@ class RequestBatcher:
         self.waiting: list = []                     # arrived, not yet run: (request, future) or (_CONTROL, ...)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.batch_sizes: list[int] = []
+        self.batch_kinds: list[str] = []            # the name of each batch's kind (its first item if a tuple)
         self._loop_task: asyncio.Task | None = None
 
     def _start(self) -> None:
@@ -109,6 +110,7 @@ class RequestBatcher:
                 except asyncio.TimeoutError:
                     break
             self.batch_sizes.append(len(batch))
+            self.batch_kinds.append(str(kind[0] if isinstance(kind, tuple) else kind))
             requests = [request for request, _ in batch]
             await self._settle([f for _, f in batch], loop.run_in_executor(self.executor, self.run_batch, requests))
 
@@ -127,9 +129,14 @@ class RequestBatcher:
 
     def stats(self) -> dict:
         sizes = self.batch_sizes
+        by_kind: dict[str, dict[str, int]] = {}
+        for name, size in zip(self.batch_kinds, sizes):
+            counts = by_kind.setdefault(name, {"batches": 0, "requests": 0})
+            counts["batches"] += 1
+            counts["requests"] += size
         return {"batches": len(sizes), "requests": sum(sizes),
                 "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
-                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0}
+                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0, "by_kind": by_kind}
 
     def close(self) -> None:
         if self._loop_task is not None:

@@ -33,7 +33,8 @@ def test_concurrent_callers_are_batched_up_to_max_batch_and_each_gets_its_own_re
     results, stats = run(main())
     assert [r for r, _ in results] == [("caller", k) for k in range(10)]
     assert [len(b) for b in log] == [4, 4, 2]
-    assert stats == {"batches": 3, "requests": 10, "mean_batch": 10 / 3, "mean_fill": 10 / 12}
+    assert stats == {"batches": 3, "requests": 10, "mean_batch": 10 / 3, "mean_fill": 10 / 12,
+                     "by_kind": {"None": {"batches": 3, "requests": 10}}}
 
 
 def test_a_lone_request_waits_at_most_max_wait():
