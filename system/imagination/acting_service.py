@@ -67,6 +67,12 @@ class ActResult:
     frame: int                     # frames of this episode observed so far (the handle's frame index)
 
 
+def world_noise_seed(world: dict) -> int:
+    """The context-noise seed of an episode in `world` ({"seed", "index"}: CrafterEnv's info): a function of the
+    world alone, so an episode plays the same wherever and in whichever slot it runs (arg-max actions)."""
+    return int(np.random.SeedSequence([int(world["seed"]), int(world["index"])]).generate_state(1)[0] % 2**31)
+
+
 def batch_kind(request) -> tuple:
     return ("act",) if isinstance(request, ActRequest) else request.kind()
 

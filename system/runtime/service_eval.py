@@ -60,8 +60,8 @@ def evaluate_through_service(cfg, tokenizer, dynamics, heads, version: int, run_
         service = start_service(cfg, tokenizer, dynamics, heads, version, slots=min(section.envs, section.episodes))
         try:
             video: list = []
-            summary = play_episodes(RemoteService(service), make_env, section.episodes, section.envs,
-                                    seed=eval_seed(cfg.seed), video=video, video_frames=section.video_frames)
+            summary = play_episodes(RemoteService(service), make_env, section.episodes, section.envs, video=video,
+                                    video_frames=section.video_frames)
         finally:
             ray.kill(service)
     return write_evaluation(cfg, summary, run_dir, log, version, video)
