@@ -23,3 +23,10 @@ def test_where_imagination_workers_roll_out_is_checked_by_name():
     assert load(["runtime.imagine_on=service"]).runtime.imagine_on == "service"
     with pytest.raises(ConfigError, match=r"runtime.imagine_on = 'gpu': expected one of \('worker', 'service'\)"):
         load(["runtime.imagine_on=gpu"])
+
+
+def test_the_evaluation_backend_is_checked_by_name():
+    assert [load([f"eval.backend={b}"]).eval.backend for b in ("driver", "service", "rllib")] == \
+        ["driver", "service", "rllib"]
+    with pytest.raises(ConfigError, match=r"eval.backend = 'ray': expected one of \('driver', 'service', 'rllib'\)"):
+        load(["eval.backend=ray"])
