@@ -13,7 +13,8 @@ plus building the EnvRunnerGroup until every runner is up (RLlib and torch impor
 Starting Ray itself is measured once and reported apart (the main job pays it once per process, shared with
 any other Ray work of the run). Play: from the first reset to the last episode's end (world generation at reset
 included), all paths; episodes/s and env steps/s over that time. One torch thread in the driver and the service,
-as the main job's evaluation uses. Prints one JSON object last: name, config, machine, load average before and
+as the main job's evaluation uses; the service gathers for 10 ms (system/runtime/service_eval.py), and its
+mean batch (frames per step) is reported. Prints one JSON object last: name, config, machine, load average before and
 after, figures per path, ratio of episodes/s to the driver path.
 """
 
@@ -93,6 +94,7 @@ def main() -> None:
             ready = time.perf_counter()
             summary = play_episodes(RemoteService(actor), make_env, args.episodes, envs)
             out["service"] = figures(ready - start, time.perf_counter() - ready, summary)
+            out["service"]["mean_batch"] = round(ray.get(actor.stats.remote())["mean_batch"], 2)
             ray.kill(actor)
         if "rllib" in paths:
             start = time.perf_counter()
@@ -101,6 +103,7 @@ def main() -> None:
             summary, _, timing = play_with_rllib(cfg, actor, envs, args.episodes)
             out["rllib"] = figures(service_s + timing["startup_s"], timing["play_s"], summary)
             out["rllib"]["runners_startup_s"] = round(timing["startup_s"], 2)
+            out["rllib"]["mean_batch"] = round(ray.get(actor.stats.remote())["mean_batch"], 2)
             ray.kill(actor)
     finally:
         ray.shutdown()
