@@ -66,11 +66,12 @@ def evaluate_with_rllib(cfg, tokenizer, dynamics, heads, version: int, run_dir: 
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
         start = time.perf_counter()
         service = start_service(cfg, tokenizer, dynamics, heads, version, slots=runners)
+        service_s = time.perf_counter() - start
         try:
             summary, video, timing = play_with_rllib(cfg, service, runners, section.episodes, section.video_frames)
         finally:
             ray.kill(service)
     steps = int(np.sum(summary["lengths"]))
-    print(f"eval (rllib): {runners} env runners ready {time.perf_counter() - start - timing['play_s']:.1f} s after "
-          f"the start, {summary['episodes']} episodes ({steps} env steps) in {timing['play_s']:.1f} s", flush=True)
+    print(f"eval (rllib): service ready in {service_s:.1f} s, {runners} env runners in {timing['startup_s']:.1f} s, "
+          f"{summary['episodes']} episodes ({steps} env steps) in {timing['play_s']:.1f} s", flush=True)
     return write_evaluation(cfg, summary, run_dir, log, version, video)

@@ -50,6 +50,6 @@ def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
     online = [line for line in lines if line["phase"] == "online"]
     assert online and online[-1]["env_steps"] > 0, output[-4000:]
     assert online[-1]["replay_steps"] > 300 + online[-1]["env_steps"] // 2  # the fresh episodes landed in `real`
-    assert "eval (rllib): 2 env runners ready" in output, output[-4000:]
+    assert "eval (rllib): service ready in" in output and "2 env runners in" in output, output[-4000:]
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["episodes"] == 2 and all(1 <= n <= 10 for n in evaluation["lengths"])
