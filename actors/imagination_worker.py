@@ -9,11 +9,16 @@ prior (the frozen phase-2 policy) from the state it is given, takes newer heads 
 call (an object reference, resolved by Ray), and writes into the run's Redis (URL and password in replay_cfg,
 never in config files).
 `produce` blocks while the rate limiter holds inserts back, so the driver keeps one call in flight per worker.
+
+With `spec.service` (a WorldModelService handle; runtime.imagine_on=service) the worker holds no model: it
+sends its start contexts to the service's `imagine` and stores the answer (ServiceImaginationWorker); the
+driver publishes newer heads to the service, not to the workers, and `state` is not needed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 import torch
@@ -26,7 +31,7 @@ from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.replay import make_store
 from system.replay.trajectory_table import trajectory_table
 from system.training.imagination_trainer import ImaginationTrainConfig
-from system.training.imagination_worker import ImaginationWorker
+from system.training.imagination_worker import ImaginationWorker, ServiceImaginationWorker
 
 
 @dataclass(frozen=True)
@@ -41,10 +46,19 @@ class WorkerSpec:
     table: str = "imagined"        # trajectories go there
     seed: int = 0
     threads: int = 1               # torch threads: rollouts are small batches, and the box is shared
+    service: Any = None            # a WorldModelService handle: imagine through it instead of own models
 
 
 class ImaginationWorkerShell:
-    def __init__(self, spec: WorkerSpec, replay_cfg, state: dict, version: int = 0):
+    def __init__(self, spec: WorkerSpec, replay_cfg, state: dict | None, version: int = 0):
+        self.store = make_store(replay_cfg, seed=spec.seed)
+        table = trajectory_table(self.store, spec.table, seed=spec.seed)
+        if spec.service is not None:
+            def imagine(frames, actions, task, horizon, seed):
+                return ray.get(spec.service.imagine.remote(frames, actions, horizon, seed, task=task))
+            self.worker = ServiceImaginationWorker(imagine, spec.train, self.store, table, spec.context_table,
+                                                   seed=spec.seed)
+            return
         torch.set_num_threads(spec.threads)
         tokenizer = Tokenizer(spec.tokenizer)
         tokenizer.load_state_dict(state["tokenizer"])
@@ -53,14 +67,14 @@ class ImaginationWorkerShell:
         heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
                            spec.dynamics.transformer.dim)
         heads.load_state_dict(state["heads"])
-        self.store = make_store(replay_cfg, seed=spec.seed)
-        table = trajectory_table(self.store, spec.table, seed=spec.seed)
         self.worker = ImaginationWorker(tokenizer, dynamics, heads, spec.train, spec.generation, self.store, table,
                                         spec.context_table, seed=spec.seed)
         self.worker.trainer.prior.load_state_dict(state["prior"])
         self.worker.version = int(version)
 
     def produce(self, version: int, heads_state: dict | None = None) -> tuple[int, int]:
+        if isinstance(self.worker, ServiceImaginationWorker):  # the service holds the heads
+            return self.worker.produce()
         if heads_state is not None and version > self.worker.version:
             self.worker.set_policy(version, heads_state)
         return self.worker.produce(), self.worker.version

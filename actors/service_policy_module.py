@@ -24,7 +24,9 @@ with the module's `owner` (the runner's name, the same in each of its lives), an
 every slot of that owner: a runner that died with episodes open gets their slots back when it restarts.
 
 All rows' requests of one forward go out together, so the service batches them with other runners' requests.
-Each episode's noise seed is `episode_seed(seed, k)` for the module's k-th episode (tests replay it).
+Each episode's noise seed is `world_noise_seed` of its world when the batch carries batch["world"] (B, 1, 2)
+(actors/world_connector.py; the evaluator), else `episode_seed(seed, k)` for the module's k-th episode (tests
+replay it). `version` is the newest weights version the service answered with.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
 from actors.previous_action_connector import PREV_ACTIONS
+from actors.world_connector import WORLD
+from system.imagination.acting_service import world_noise_seed
 
 NO_SLOT = -1
 
@@ -57,6 +61,7 @@ class ServicePolicyModule(TorchRLModule):
         self.held: dict[int, int] = {}      # row (sub-env) -> slot opened for the row's current episode
         self.opened = 0                     # episodes opened so far (the k of episode_seed)
         self.latencies_s: list[float] = []  # one per forward: the round trip of its rows' act calls
+        self.version = 0                    # the newest weights version that answered
 
     def get_initial_state(self) -> dict:
         return {"slot": torch.tensor(NO_SLOT), "frame": torch.tensor(0)}
@@ -66,17 +71,19 @@ class ServicePolicyModule(TorchRLModule):
         previous = batch[PREV_ACTIONS][:, 0].cpu().numpy()      # (B, A)
         slots = batch[Columns.STATE_IN]["slot"].cpu().numpy().astype(np.int64).reshape(-1)
         frames = batch[Columns.STATE_IN]["frame"].cpu().numpy().astype(np.int64).reshape(-1)
-        self._start_new_episodes(slots, frames)
+        worlds = batch[WORLD][:, 0].cpu().numpy() if WORLD in batch else None   # (B, 2): seed, index
+        self._start_new_episodes(slots, frames, worlds)
         start = time.perf_counter()
         answers = ray.get([self.service.act.remote(int(slots[i]), obs[i], previous[i], frame_index=int(frames[i]))
                            for i in range(len(slots))])
         self.latencies_s.append(time.perf_counter() - start)
+        self.version = max([self.version, *(version for _, version, _ in answers)])
         actions = np.stack([np.asarray(action, np.int64) for action, _, _ in answers])
         return {Columns.ACTIONS: torch.from_numpy(actions)[:, None],
                 Columns.STATE_OUT: {"slot": torch.from_numpy(slots),
                                     "frame": torch.tensor([frame for _, _, frame in answers], dtype=torch.int64)}}
 
-    def _start_new_episodes(self, slots: np.ndarray, frames: np.ndarray) -> None:
+    def _start_new_episodes(self, slots: np.ndarray, frames: np.ndarray, worlds: np.ndarray | None) -> None:
         """Rows with slot -1 begin an episode: free the row's previous slot, open one (in place in slots/frames)."""
         for row, slot in enumerate(slots):
             if slot != NO_SLOT and self.held.get(row) != slot:
@@ -84,7 +91,8 @@ class ServicePolicyModule(TorchRLModule):
                                    "for it: the episode's state handle does not come from this module")
         rows = [row for row, slot in enumerate(slots) if slot == NO_SLOT]
         ray.get([self.service.close_episode.remote(self.held.pop(row)) for row in rows if row in self.held])
-        seeds = [episode_seed(self.seed, self.opened + n) for n in range(len(rows))]
+        seeds = [episode_seed(self.seed, self.opened + n) if worlds is None else
+                 world_noise_seed({"seed": worlds[row, 0], "index": worlds[row, 1]}) for n, row in enumerate(rows)]
         self.opened += len(rows)
         for row, slot in zip(rows, ray.get([self.service.open_episode.remote(seed, self.owner) for seed in seeds])):
             slots[row], frames[row], self.held[row] = slot, 0, slot

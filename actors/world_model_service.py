@@ -1,4 +1,5 @@
-"""World-model service actor: batched `act` for live episodes of every caller, one KV-cache slot per episode.
+"""World-model service actor: batched `act` for live episodes of every caller, one KV-cache slot per episode, and
+batched `imagine` for imagination workers.
 
     service = WorldModelService.remote(ServiceSpec(tokenizer_cfg, dynamics_cfg, heads_cfg, action_space))
     ray.get(service.set_weights.remote(1, ray.put({"tokenizer": ..., "dynamics": ..., "policy": ...})))
@@ -6,26 +7,36 @@
     action, version, frame = ray.get(service.act.remote(slot, obs, last_action, frame_index=0))
     ray.get(service.close_episode.remote(slot))
     ray.get(service.close_owned.remote("r0"))            # slots opened with owner="r0" (a restarted env runner)
+    ray.get(service.set_weights.remote(2, ray.put({"heads": ..., "prior": ...})))    # before the first imagine
+    data = ray.get(service.imagine.remote(context, actions, horizon=16, seed=7))     # encoded ImaginedTrajectory
 
-obs (H, W, 3) uint8, last_action (A,) int (-1 at the episode start); action (A,) int64. An async actor: calls
-from all callers meet in one event loop, where system/imagination/request_batcher.py gathers them into batches
-(at most spec.max_wait_ms after the first, or spec.max_batch requests) for system/imagination/acting_service.py,
-which owns the models, the slots and the weights version. A weight swap waits its turn between two batches, so
-every action comes with the version that computed it and no batch mixes versions. Weights arrive as an object
-reference (Ray's object store), never through the replay store.
+obs (H, W, 3) uint8, last_action (A,) int (-1 at the episode start); action (A,) int64. imagine: context
+(B, T0, H, W, 3) uint8 frames or (B, T0, N_z, D_z) float32 latents, actions (B, T0, A) int, task (B,) or None
+-> the ImaginedTrajectory's bytes (system/imagination/trajectory.py, no pickle; its policy_version is the
+weights version that imagined it), which a worker stores as they are. An async actor: calls from all callers
+meet in one event loop, where system/imagination/request_batcher.py gathers them into batches of one kind (acts;
+imagine requests of one shape), at most spec.max_wait_ms after the first or spec.max_batch rows, for
+system/imagination/acting_service.py, which owns the models, the slots and the weights version. The oldest
+waiting request opens each batch, so acts and imagine requests do not starve each other. A weight swap waits
+its turn between two batches, so every action and trajectory comes with the version that computed it and no
+batch mixes versions. Weights arrive as an object reference (Ray's object store), never through the replay
+store.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import ray
 import torch
 
 from system.envs.action_space import ActionSpace
-from system.imagination.acting_service import ActingService, ActRequest
+from system.imagination.acting_service import ActingService, ActRequest, batch_key, batch_kind, batch_rows
 from system.imagination.generation import GenerationConfig
+from system.imagination.imagine_service import ImagineRequest
 from system.imagination.request_batcher import RequestBatcher
+from system.imagination.trajectory import encode_trajectory
 from system.model.agent_heads import AgentHeads, AgentHeadsConfig
 from system.model.dynamics import Dynamics, DynamicsConfig
 from system.model.tokenizer import Tokenizer, TokenizerConfig
@@ -39,7 +50,7 @@ class ServiceSpec:
     action_space: ActionSpace
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     slots: int = 64                # live episodes at once (KV-cache rows)
-    max_batch: int = 64            # requests per batch
+    max_batch: int = 64            # rows per batch: an act is one, an imagine request its B start contexts
     max_wait_ms: float = 2.0       # gathering window after a batch's first request
     argmax: bool = False           # arg-max actions instead of samples (evaluation, tests)
     seed: int = 0
@@ -52,14 +63,15 @@ class WorldModelServiceShell:
         if spec.threads:
             torch.set_num_threads(spec.threads)
         torch.manual_seed(spec.seed)  # the weights come with set_weights; this only makes version 0 repeatable
-        heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
-                           spec.dynamics.transformer.dim)
         device = torch.device(spec.device)
+        heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
+                           spec.dynamics.transformer.dim).to(device)
         self.service = ActingService(Tokenizer(spec.tokenizer).to(device),
-                                     Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy.to(device),
-                                     spec.generation, spec.slots, spec.argmax, spec.seed)
-        self.batcher = RequestBatcher(self.service.act_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
-                                      key=lambda request: request.slot)
+                                     Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy,
+                                     spec.generation, spec.slots, spec.argmax, spec.seed,
+                                     heads=heads, prior=copy.deepcopy(heads.policy))
+        self.batcher = RequestBatcher(self.service.run_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
+                                      key=batch_key, kind=batch_kind, size=batch_rows)
 
     async def open_episode(self, seed: int | None = None, owner: str | None = None) -> int:
         return self.service.open_episode(seed, owner)
@@ -74,6 +86,10 @@ class WorldModelServiceShell:
         request = self.service.admit(ActRequest(slot, obs, last_action), frame_index)
         result = await self.batcher.submit(request)
         return result.action, result.version, result.frame
+
+    async def imagine(self, context, actions, horizon: int, seed: int, task=None, argmax: bool = False) -> bytes:
+        request = self.service.admit_imagine(ImagineRequest(context, actions, horizon, seed, task, argmax))
+        return encode_trajectory(await self.batcher.submit(request))
 
     async def set_weights(self, version: int, weights: dict) -> int:
         return await self.batcher.control(lambda: self.service.load_weights(version, weights))

@@ -167,7 +167,7 @@ def agent_figures(cfg: Config, models: dict, episodes: int, seed: int, device) -
                           max_episode_steps=section.max_steps)
 
     def summary(service) -> dict:
-        played = play_episodes(service, make_env, episodes, envs, seed=eval_seed(cfg.seed))
+        played = play_episodes(service, make_env, episodes, envs)
         return {k: played[k] for k in ("episodes", "mean_return", "std_return", "mean_length", "score",
                                        "success_rates", "returns")}
 

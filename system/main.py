@@ -19,7 +19,8 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, or with
      runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
-     with eval.through_service=true through the world-model service actor on Ray) into eval.json and a metrics
+     eval.backend: in the driver, through the world-model service actor on Ray, or through an RLlib
+     EnvRunnerGroup acting through the service) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates. With eval.every = N, phase 3
      also plays eval.periodic_episodes live episodes every N updates (phase "live_eval"). Each evaluation
      writes its first episode to videos/<phase>_policy_v<version>.mp4 (and wandb).
@@ -182,9 +183,12 @@ def run(cfg: Config, console: Console | None = None) -> dict:
             summary = None
         else:
             log.rewind("eval", 0, drop=("eval",))  # an evaluation the driver died in is played again
-            if cfg.eval.through_service:  # the runtime path: the world-model service actor on Ray
+            if cfg.eval.backend == "service":  # the world-model service actor on Ray
                 from system.runtime.service_eval import evaluate_through_service
                 summary = evaluate_through_service(cfg, tokenizer, dynamics, heads, version, run_dir, log)
+            elif cfg.eval.backend == "rllib":  # an RLlib EnvRunnerGroup acting through the service
+                from system.runtime.rllib_eval import evaluate_with_rllib
+                summary = evaluate_with_rllib(cfg, tokenizer, dynamics, heads, version, run_dir, log)
             else:
                 summary = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device)
         if summary is not None:

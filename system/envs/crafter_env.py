@@ -7,7 +7,9 @@
 Actions are one categorical column of 17 classes in crafter's order (action_space.crafter_action_space()).
 `terminated` means the player died (crafter's discount 0); reaching the length limit is `truncated`.
 `info` carries `achievements` (name -> count this episode), `inventory`, `discount` and `player_pos`; on the
-last step also `episode` = {return, length, achievements} for crafter_score.CrafterStats.
+last step also `episode` = {return, length, achievements} for crafter_score.CrafterStats. Every info (the reset's
+too) names the episode's world: `world` = {"seed": s, "index": j}, the j-th world (from 0) of the sequence
+seeded s, so an evaluation can tell which world an episode played wherever it ran (and seed its noise by it).
 
 Seeding: `reset(seed=s)` starts crafter's world sequence at seed s (world k is derived from (s, k) by crafter
 itself), so the same seed and the same actions reproduce the same frames, in this process and in any other.
@@ -50,6 +52,7 @@ class CrafterEnv(gymnasium.Env):
         self.action_space = self.action_spec.to_gymnasium()
         self.observation_space = gymnasium.spaces.Box(0, 255, (*self.size, 3), np.uint8)
         self._seed = int(seed)
+        self._world = {"seed": self._seed, "index": -1}   # the current episode's world
         self._env: crafter.Env | None = None
         self._frame: np.ndarray | None = None
         self._return = 0.0
@@ -62,10 +65,14 @@ class CrafterEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None or self._env is None:
-            self._env = self._new_world_sequence(self._seed if seed is None else int(seed))
+            sequence = self._seed if seed is None else int(seed)
+            self._env = self._new_world_sequence(sequence)
+            self._world = {"seed": sequence, "index": -1}
         self._frame = self._env.reset()
+        self._world = {"seed": self._world["seed"], "index": self._world["index"] + 1}
         self._return, self._steps = 0.0, 0
-        info = {"achievements": {name: 0 for name in crafter.constants.achievements}, "discount": 1.0}
+        info = {"achievements": {name: 0 for name in crafter.constants.achievements}, "discount": 1.0,
+                "world": dict(self._world)}
         return self._frame, info
 
     def step(self, action) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -82,7 +89,8 @@ class CrafterEnv(gymnasium.Env):
         self._steps += 1
         # Fresh objects every step (crafter hands out its live position array): callers may keep infos.
         info = {"achievements": dict(raw["achievements"]), "inventory": dict(raw["inventory"]),
-                "discount": float(raw["discount"]), "player_pos": np.array(raw["player_pos"])}
+                "discount": float(raw["discount"]), "player_pos": np.array(raw["player_pos"]),
+                "world": dict(self._world)}
         if terminated or truncated:
             info["episode"] = {"return": self._return, "length": self._steps,
                                "achievements": dict(raw["achievements"])}

@@ -8,6 +8,10 @@
     service.open_episode(seed=8, owner="r0"); service.close_owned("r0")   # free all of one caller's slots
     service.load_weights(version=2, states={"dynamics": ..., "policy": ...})
 
+    # with heads=AgentHeads (policy = heads.policy) and prior: imagination too (imagine_service.py)
+    [traj] = service.imagine_batch([ImagineRequest(context, actions, horizon=16, seed=3)])   # at service.version
+    service.run_batch(requests)                         # act_batch or imagine_batch, by the requests' kind
+
 No Ray here: actors/world_model_service.py wraps it in an async actor with a RequestBatcher in front. The work
 is split so the shell can run the two halves on different threads: `admit` (slot bookkeeping, cheap, on the
 caller's side: the actor's event loop) and `act_batch` (all tensor work, one batched LiveActor step over the
@@ -17,6 +21,12 @@ Per episode the noise that re-noises context frames comes from the episode's own
 open_episode), so with arg-max actions an episode's actions are the same whichever episodes share its batches:
 a single-episode LiveActor with `generator=torch.Generator().manual_seed(seed)` reproduces them (tests).
 Sampled actions draw from one shared generator and so depend on the batching.
+
+With the agent heads and the prior, the service also imagines: `imagine_batch` rolls out callers' start contexts
+(system/imagination/imagine_service.py) and stamps each trajectory with the weights version; the weight parts
+"heads" (policy, reward, continuation, value, slow value) and "prior" load then too. `batch_kind`, `batch_key`
+and `batch_rows` tell a RequestBatcher how to batch a mixed stream: acts with acts (one row each, never two
+frames of one slot), imagine requests with those of their shape (their B rows each).
 
 An episode may name its owner (an env runner): `close_owned(owner)` frees every slot that owner still holds,
 which a restarted runner calls for the episodes its previous process left open when it died.
@@ -32,8 +42,10 @@ import torch
 
 from system.imagination.acting import LiveActor
 from system.imagination.generation import GenerationConfig
+from system.imagination.imagine_service import ImagineRequest, Imagination
+from system.imagination.trajectory import ImaginedTrajectory
 
-WEIGHT_PARTS = ("tokenizer", "dynamics", "policy")
+IMAGINATION_PARTS = ("heads", "prior")
 
 
 class SlotsExhausted(RuntimeError):
@@ -55,12 +67,38 @@ class ActResult:
     frame: int                     # frames of this episode observed so far (the handle's frame index)
 
 
+def world_noise_seed(world: dict) -> int:
+    """The context-noise seed of an episode in `world` ({"seed", "index"}: CrafterEnv's info): a function of the
+    world alone, so an episode plays the same wherever and in whichever slot it runs (arg-max actions)."""
+    return int(np.random.SeedSequence([int(world["seed"]), int(world["index"])]).generate_state(1)[0] % 2**31)
+
+
+def batch_kind(request) -> tuple:
+    return ("act",) if isinstance(request, ActRequest) else request.kind()
+
+
+def batch_key(request):
+    return ("slot", request.slot) if isinstance(request, ActRequest) else ("imagine", id(request))
+
+
+def batch_rows(request) -> int:
+    return 1 if isinstance(request, ActRequest) else request.rows
+
+
 class ActingService:
     def __init__(self, tokenizer, dynamics, policy, generation: GenerationConfig, slots: int,
-                 argmax: bool = False, seed: int = 0):
+                 argmax: bool = False, seed: int = 0, heads=None, prior=None):
         if slots < 1:
             raise ValueError(f"the acting service needs slots >= 1, got {slots}")
+        if heads is not None and (heads.policy is not policy or prior is None):
+            raise ValueError("imagination needs the agent heads whose policy acts (heads.policy) and the prior")
         self.tokenizer, self.dynamics, self.policy = tokenizer.eval(), dynamics.eval(), policy.eval()
+        self.parts = {"tokenizer": tokenizer, "dynamics": dynamics, "policy": policy}
+        self.imagination = None
+        if heads is not None:
+            self.parts.update(heads=heads.eval(), prior=prior.eval())
+            self.imagination = Imagination(tokenizer, dynamics, heads, prior, generation)
+        self.loaded: set[str] = set()                   # weight parts loaded so far
         self.slots, self.seed, self.version = slots, seed, 0
         device = next(dynamics.parameters()).device
         self.actor = LiveActor(dynamics, policy, generation, batch=slots, tokenizer=tokenizer, argmax=argmax,
@@ -142,14 +180,35 @@ class ActingService:
     def act(self, requests: list[ActRequest]) -> list[ActResult]:
         return self.act_batch([self.admit(r) for r in requests])
 
+    def admit_imagine(self, request: ImagineRequest) -> ImagineRequest:
+        """Checks an imagine request (shapes; the service imagines and holds heads and prior loaded)."""
+        if self.imagination is None:
+            raise ValueError("this service was built without the agent heads and prior: it cannot imagine")
+        if not set(IMAGINATION_PARTS) <= self.loaded:
+            raise ValueError(f"imagine before the weight parts {sorted(set(IMAGINATION_PARTS) - self.loaded)} were "
+                             "loaded: the reward, value and prior heads would be untrained")
+        return self.imagination.check(request)
+
+    def imagine_batch(self, requests: list[ImagineRequest]) -> list[ImaginedTrajectory]:
+        """Rollouts of every request's start contexts in one batch, stamped with the current version."""
+        return self.imagination.run(requests, self.version)
+
+    def run_batch(self, requests: list) -> list:
+        """A batch of one kind (batch_kind): acts or imagine requests."""
+        if requests and isinstance(requests[0], ImagineRequest):
+            return self.imagine_batch(requests)
+        return self.act_batch(requests)
+
     def load_weights(self, version: int, states: dict) -> int:
-        """states: any of {"tokenizer", "dynamics", "policy"} -> state dict. Versions only increase."""
+        """states: any of {"tokenizer", "dynamics", "policy"} (and "heads", "prior" when the service imagines)
+        -> state dict. Versions only increase. "heads" holds the policy too: sent with "policy", "policy" wins."""
         if version <= self.version:
             raise ValueError(f"weights version {version} is not newer than the loaded version {self.version}")
-        unknown = set(states) - set(WEIGHT_PARTS)
+        unknown = set(states) - set(self.parts)
         if unknown:
-            raise ValueError(f"unknown weight parts {sorted(unknown)}; expected some of {list(WEIGHT_PARTS)}")
-        for name, state in states.items():
-            getattr(self, name).load_state_dict(state)
+            raise ValueError(f"unknown weight parts {sorted(unknown)}; expected some of {list(self.parts)}")
+        for name in sorted(states, key=lambda name: name == "policy"):
+            self.parts[name].load_state_dict(states[name])
+        self.loaded |= set(states)
         self.version = version
         return version

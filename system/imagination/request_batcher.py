@@ -1,15 +1,23 @@
 """Gathering requests of concurrent callers into batches, in one asyncio event loop (no Ray).
 
-    batcher = RequestBatcher(run_batch, max_batch=64, max_wait_s=0.002, key=lambda r: r.slot)
+    batcher = RequestBatcher(run_batch, max_batch=64, max_wait_s=0.002, key=lambda r: r.slot,
+                             kind=lambda r: type(r), size=lambda r: 1)
     result = await batcher.submit(request)        # from many coroutines at once
     await batcher.control(lambda: load_weights(...))   # runs between two batches, in arrival order
 
-A batch closes `max_wait_s` after its first request or when it holds `max_batch` requests, whichever comes
-first; `run_batch(list of requests) -> list of results` then runs on one compute thread (so the next batch
-gathers meanwhile) and each caller gets its own result. Two requests with the same key (frames of one episode)
-never share a batch: the second closes the batch and opens the next, so per-key order is kept. A control call
-(a weight swap) also closes the batch: requests that arrived before it run before it, later ones after it,
-so no batch mixes two states. An exception of run_batch goes to every caller of that batch.
+A batch holds requests of one kind only (`kind(request)`, hashable: the world-model service's act requests, and
+its imagine requests of one shape) and closes `max_wait_s` after it opened or when it holds `max_batch` rows
+(`size(request)` rows each; a single larger request runs alone), whichever comes first; `run_batch(list of
+requests) -> list of results` then runs on one compute thread (so the next batch gathers meanwhile) and each
+caller gets its own result. Two requests with the same key (frames of one episode) never share a batch: the
+second closes the batch, so per-key order is kept.
+
+Kinds do not starve each other: every batch is opened by the oldest waiting request and takes the waiting
+requests of that kind in arrival order, so a request waits only behind batches that hold a request older than
+it: with two kinds, at most one batch of the other kind. Requests of other kinds that arrive while a batch
+gathers wait for the next. A control call (a weight swap) is a barrier in arrival order: requests that arrived
+before it run before it, later ones after it, so no batch mixes two states. An exception of run_batch goes to
+every caller of that batch.
 """
 
 from __future__ import annotations
@@ -24,14 +32,17 @@ _CONTROL = object()
 
 class RequestBatcher:
     def __init__(self, run_batch: Callable[[list], list], max_batch: int, max_wait_s: float,
-                 key: Callable[[Any], Any] = id):
+                 key: Callable[[Any], Any] = id, kind: Callable[[Any], Any] = lambda request: None,
+                 size: Callable[[Any], int] = lambda request: 1):
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch = {max_batch} must be >= 1 and max_wait_s = {max_wait_s} >= 0")
-        self.run_batch, self.max_batch, self.max_wait_s, self.key = run_batch, max_batch, max_wait_s, key
+        self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_s
+        self.key, self.kind, self.size = key, kind, size
         self.queue: asyncio.Queue | None = None
-        self.carry: list = []                       # the item that closed the last batch opens the next
+        self.waiting: list = []                     # arrived, not yet run: (request, future) or (_CONTROL, ...)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.batch_sizes: list[int] = []
+        self.batch_kinds: list[str] = []            # the name of each batch's kind (its first item if a tuple)
         self._loop_task: asyncio.Task | None = None
 
     def _start(self) -> None:
@@ -52,50 +63,56 @@ class RequestBatcher:
         await self.queue.put((_CONTROL, (fn, future)))
         return await future
 
-    async def _next(self, timeout: float | None):
-        if self.carry:
-            return self.carry.pop()
-        if not self.queue.empty():  # already there: no waiting (wait_for with timeout 0 would not take it)
-            return self.queue.get_nowait()
-        if timeout is None:
-            return await self.queue.get()
-        if timeout <= 0:
-            raise asyncio.TimeoutError
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    def _take(self, kind, batch: list) -> bool:
+        """Moves waiting requests of `kind` into batch, in arrival order up to the first control call; True when
+        the batch must close (full, a key seen twice, or a control call next in line for this batch)."""
+        keys = {self.key(request) for request, _ in batch}
+        rows = sum(self.size(request) for request, _ in batch)
+        closed, kept = False, []
+        for item in self.waiting:
+            request = item[0]
+            if closed or request is _CONTROL or self.kind(request) != kind:
+                closed = closed or request is _CONTROL
+                kept.append(item)
+                continue
+            size = self.size(request)
+            if self.key(request) in keys or (batch and rows + size > self.max_batch):
+                closed = True
+                kept.append(item)
+                continue
+            batch.append(item)
+            keys.add(self.key(request))
+            rows += size
+            closed = rows >= self.max_batch
+        self.waiting = kept
+        return closed
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch, keys, control = [], set(), None
-            item = await self._next(None)
+            if not self.waiting:
+                self.waiting.append(await self.queue.get())
+            while not self.queue.empty():
+                self.waiting.append(self.queue.get_nowait())
+            if self.waiting[0][0] is _CONTROL:
+                fn, future = self.waiting.pop(0)[1]
+                await self._settle([future], loop.run_in_executor(self.executor, fn), single=True)
+                continue
+            batch: list = []
+            kind = self.kind(self.waiting[0][0])   # the oldest waiting request opens the batch
             deadline = loop.time() + self.max_wait_s
-            while True:
-                if item[0] is _CONTROL:
-                    if batch:
-                        self.carry.append(item)   # run the batch first, then the control call
-                    else:
-                        control = item[1]
-                    break
-                key = self.key(item[0])
-                if key in keys:
-                    self.carry.append(item)
-                    break
-                batch.append(item)
-                keys.add(key)
-                if len(batch) >= self.max_batch:
+            while not self._take(kind, batch):
+                timeout = deadline - loop.time()
+                if timeout <= 0:
                     break
                 try:
-                    item = await self._next(max(0.0, deadline - loop.time()))
+                    self.waiting.append(await asyncio.wait_for(self.queue.get(), timeout))
                 except asyncio.TimeoutError:
                     break
-            if control is not None:
-                fn, future = control
-                await self._settle([future], loop.run_in_executor(self.executor, fn), single=True)
-            else:
-                self.batch_sizes.append(len(batch))
-                requests = [request for request, _ in batch]
-                await self._settle([f for _, f in batch],
-                                   loop.run_in_executor(self.executor, self.run_batch, requests))
+            self.batch_sizes.append(len(batch))
+            self.batch_kinds.append(str(kind[0] if isinstance(kind, tuple) else kind))
+            requests = [request for request, _ in batch]
+            await self._settle([f for _, f in batch], loop.run_in_executor(self.executor, self.run_batch, requests))
 
     @staticmethod
     async def _settle(futures: list, work, single: bool = False) -> None:
@@ -112,9 +129,14 @@ class RequestBatcher:
 
     def stats(self) -> dict:
         sizes = self.batch_sizes
+        by_kind: dict[str, dict[str, int]] = {}
+        for name, size in zip(self.batch_kinds, sizes):
+            counts = by_kind.setdefault(name, {"batches": 0, "requests": 0})
+            counts["batches"] += 1
+            counts["requests"] += size
         return {"batches": len(sizes), "requests": sum(sizes),
                 "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
-                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0}
+                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0, "by_kind": by_kind}
 
     def close(self) -> None:
         if self._loop_task is not None:

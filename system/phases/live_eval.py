@@ -7,13 +7,19 @@
 methods open_episode(seed) -> slot, act([ActRequest]) -> [ActResult], close_episode(slot): the world-model
 service actor behind system/runtime/service_eval.py. `envs` episodes run at once, each in its own slot: every
 step the live episodes' frames (H, W, 3) uint8 and the actions that produced them (A,) go in as one act batch,
-their next actions come out; a finished episode frees its slot and its env starts the next episode until
-`episodes` have started. Env k is CrafterEnv(seed = eval_seed(cfg.seed) + k) and episode j's context noise is
-seeded with eval_seed(cfg.seed) + j, so with arg-max actions a rerun, in process or through the service, plays
-the same episodes. Out: {"episodes", "mean_return", "std_return", "min_return", "max_return", "mean_length",
-"score", "success_rates" {achievement: percent of episodes}, "returns", "lengths", "policy_version" (the weights
-version that chose the last action)}; write_evaluation adds the settings, writes run_dir/eval.json and one
-metrics.jsonl line (phase "eval": the scalars and success_<achievement>).
+their next actions come out; a finished episode frees its slot.
+
+Which episodes: episode i (0 <= i < episodes) is env i % envs's (i // envs)-th, so env k plays the first
+quota(k) = len(range(k, episodes, envs)) worlds of its sequence and then stops, however long its or the other
+envs' episodes last: the set of episodes is fixed before any is played (counting the first ones to finish
+would favour short episodes), and the RLlib evaluator (system/runtime/rllib_eval.py) plays the same set with
+one env runner per env. Env k is CrafterEnv(seed = eval_seed(cfg.seed) + k), and an episode's context noise is
+seeded by its world alone (world_noise_seed of the env's info["world"]), so with arg-max actions every path
+plays the same episodes. Out (episodes in the order i): {"episodes", "mean_return", "std_return",
+"min_return", "max_return", "mean_length", "score", "success_rates" {achievement: percent of episodes},
+"returns", "lengths", "policy_version" (the weights version that chose the last action)}; write_evaluation adds
+the settings, writes run_dir/eval.json and one metrics.jsonl line (phase "eval": the scalars and
+success_<achievement>).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 
 from system.envs.crafter_env import CrafterEnv
 from system.envs.crafter_score import CrafterStats
-from system.imagination.acting_service import ActingService, ActRequest
+from system.imagination.acting_service import ActingService, ActRequest, world_noise_seed
 from system.run.media import write_video
 
 EVAL_SEED_OFFSET = 2_000_003  # evaluation worlds: neither training (seed) nor held-out (seed + 1_000_003) ones
@@ -37,48 +43,61 @@ def eval_seed(seed: int) -> int:
     return seed + EVAL_SEED_OFFSET
 
 
-def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int, envs: int, seed: int = 0,
+def quota(k: int, episodes: int, envs: int) -> int:
+    """Episodes env k plays: those i < episodes with i % envs == k."""
+    return len(range(k, episodes, envs))
+
+
+def summarize(finished: dict[tuple[int, int], dict], envs: int, version: int) -> dict:
+    """finished: (env k, its j-th episode) -> info["episode"] ({return, length, achievements}) -> the summary,
+    episodes in the order i = j * envs + k."""
+    stats = CrafterStats()
+    for k, j in sorted(finished, key=lambda kj: kj[1] * envs + kj[0]):
+        stats.add(finished[k, j])
+    summary = stats.summary()
+    returns = np.array(stats.returns)
+    summary.update(std_return=float(returns.std()), min_return=float(returns.min()), max_return=float(returns.max()),
+                   returns=stats.returns, lengths=stats.lengths, policy_version=version)
+    return summary
+
+
+def play_episodes(service, make_env: Callable[[int], CrafterEnv], episodes: int, envs: int,
                   video: list | None = None, video_frames: int = 0) -> dict:
-    """Plays `episodes` live episodes; the first `video_frames` frames (H, W, 3) uint8 of episode 0 are
-    appended to `video` when it is given."""
+    """Plays `episodes` live episodes; the first `video_frames` frames (H, W, 3) uint8 of episode 0 (env 0's
+    first) are appended to `video` when it is given."""
     envs = [make_env(k) for k in range(min(envs, episodes))]
-    stats, started, version = CrafterStats(), 0, 0
-    frames, slots, last = [None] * len(envs), [None] * len(envs), [None] * len(envs)
-    episode_of = [-1] * len(envs)
+    n = len(envs)
+    finished: dict[tuple[int, int], dict] = {}
+    played, version = [0] * n, 0
+    frames, slots, last = [None] * n, [None] * n, [None] * n
 
     def record(k: int) -> None:
-        if video is not None and episode_of[k] == 0 and len(video) < video_frames:
+        if video is not None and k == 0 and played[0] == 0 and len(video) < video_frames:
             video.append(frames[k])
 
     def start(k: int) -> None:
-        nonlocal started
-        frames[k], _ = envs[k].reset()
-        slots[k] = service.open_episode(seed=seed + started)
+        frames[k], info = envs[k].reset()
+        slots[k] = service.open_episode(seed=world_noise_seed(info["world"]))
         last[k] = np.full(len(envs[k].action_spec.components), -1, dtype=np.int64)
-        episode_of[k] = started
         record(k)
-        started += 1
 
-    for k in range(len(envs)):
+    for k in range(n):
         start(k)
     while any(slot is not None for slot in slots):
-        live = [k for k in range(len(envs)) if slots[k] is not None]
+        live = [k for k in range(n) if slots[k] is not None]
         results = service.act([ActRequest(slots[k], frames[k], last[k]) for k in live])
         for k, result in zip(live, results):
             frames[k], _, terminated, truncated, info = envs[k].step(result.action)
             record(k)
             last[k], version = result.action, max(version, result.version)
             if terminated or truncated:
-                stats.add(info["episode"])
+                finished[k, played[k]] = info["episode"]
+                played[k] += 1
                 service.close_episode(slots[k])
                 slots[k] = None
-                if started < episodes:  # this env's next episode
+                if played[k] < quota(k, episodes, n):  # this env's next world
                     start(k)
-    summary = stats.summary()
-    returns = np.array(stats.returns)
-    summary.update(std_return=float(returns.std()), min_return=float(returns.min()), max_return=float(returns.max()),
-                   returns=stats.returns, lengths=stats.lengths, policy_version=version)
-    return summary
+    return summarize(finished, n, version)
 
 
 def crafter_eval_envs(cfg) -> Callable[[int], CrafterEnv]:
@@ -128,8 +147,8 @@ def run_live_evaluation(cfg, tokenizer, dynamics, heads, version: int, run_dir: 
     for module in (tokenizer, dynamics, heads):
         module.eval()
     try:
-        summary = play_episodes(service, make_env, episodes, section.envs, seed=eval_seed(cfg.seed),
-                                video=video, video_frames=section.video_frames)
+        summary = play_episodes(service, make_env, episodes, section.envs, video=video,
+                                video_frames=section.video_frames)
     finally:
         torch.set_num_threads(threads)
         for module, mode in zip((tokenizer, dynamics, heads), training):  # mid-phase: training continues after

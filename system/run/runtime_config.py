@@ -3,7 +3,9 @@
 env_runners = 0 keeps phase-1 collection in the driver process (system/data/collect.py, scripted or random);
 env_runners > 0 collects through that many RLlib env runner actors (random actions until a policy exists).
 imagination_workers = 0 imagines phase 3's rollouts in the driver; N > 0 starts N Ray imagination workers that
-write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner).
+write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner);
+imagine_on says where they roll out: "worker" (each its own CPU copy of the models) or "service" (one
+world-model service actor holds the models and batches every worker's start contexts).
 learners = N > 0 trains the tokenizer on N data-parallel learner actors that sample their own batches from Redis.
 online_steps_per_update = r > 0 (with env_runners > 0) keeps the env runners collecting through phases 2 and 3,
 acting through the world-model service with the policy being trained: r env steps per training update
@@ -13,6 +15,8 @@ acting through the world-model service with the policy being trained: r env step
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+IMAGINE_ON = ("worker", "service")
 
 
 @dataclass
@@ -24,6 +28,8 @@ class RuntimeConfig:
     num_cpus: int = 0              # CPUs of a local Ray instance; 0: all of the machine
     report_every_s: float = 5.0    # seconds between progress lines
     imagination_workers: int = 0   # Ray actors imagining phase-3 rollouts; 0: imagine in the driver
+    imagine_on: str = "worker"     # with imagination workers: "worker" (own model copies) or "service" (the
+                                   # world-model service rolls out every worker's contexts)
     publish_every: int = 1         # updates between two weight versions sent to imagination workers (phase 3)
                                    # and to the online collection's world-model service (phases 2 and 3)
     online_steps_per_update: float = 0.0  # env steps collected per phase-2/3 update; 0: none after phase 1
@@ -34,6 +40,8 @@ class RuntimeConfig:
         if self.imagination_workers < 0 or self.publish_every < 1:
             raise ValueError(f"runtime.imagination_workers = {self.imagination_workers} must be >= 0 and "
                              f"runtime.publish_every = {self.publish_every} >= 1")
+        if self.imagine_on not in IMAGINE_ON:
+            raise ValueError(f"runtime.imagine_on = {self.imagine_on!r}: expected one of {IMAGINE_ON}")
         if self.learners < 0:
             raise ValueError(f"runtime.learners = {self.learners} must be >= 0 (0: the driver trains)")
         if self.online_steps_per_update < 0:

@@ -10,6 +10,13 @@ resumed phase 3 starts its workers from the resumed heads. The driver keeps one 
 worker and passes the latest published heads (one object in Ray's object store per version) with each new call.
 A sample that the limiter holds back is retried in short waits, relaunching finished calls in between, so the
 learner never waits on a worker that has nothing to do. `next` raises the first error a worker raised.
+
+With runtime.imagine_on = service the workers hold no models: one WorldModelService actor (the driver starts it
+with the tokenizer, dynamics, heads and prior as service version trainer.step + 1, since the service counts from
+1) rolls out every worker's start contexts, batching the requests that arrive within IMAGINE_WAIT_MS of each
+other (up to all workers' rows), and `publish` sends the heads to the service instead of the workers (without
+waiting for the swap; the next send checks the previous one). A trajectory's policy version is then the
+service version that imagined it, minus that 1.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import time
 import ray
 
 from actors.imagination_worker import ImaginationWorkerActor, WorkerSpec
+from actors.world_model_service import ServiceSpec, WorldModelService
 from system.data.ingested_tables import run_action_space
 from system.imagination.trajectory import ImaginedTrajectory, decode_trajectory
 from system.replay.limiter import RateLimited
@@ -26,39 +34,63 @@ from system.replay.trajectory_table import trajectory_table
 from system.runtime.phase1_collection import runner_replay_config
 
 WORKER_SEED_OFFSET = 7919  # worker k draws noise and contexts from seed + offset * (k + 1)
+SERVICE_VERSION_OFFSET = 1  # service version = phase-3 updates + 1 (the service's version 0: no weights yet)
+IMAGINE_WAIT_MS = 20.0      # gathering window of imagine batches: short against a rollout of H frames
 
 
 def _cpu_state(module) -> dict:
     return {k: v.detach().cpu() for k, v in module.state_dict().items()}
 
 
+def imagination_service(cfg, workers: int):
+    """A world-model service actor that imagines for `workers` workers (runtime.imagine_on = service)."""
+    spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, run_action_space(cfg),
+                       cfg.dynamics.generation, slots=1, max_batch=workers * cfg.imagination.train.batch_size,
+                       max_wait_ms=IMAGINE_WAIT_MS, seed=cfg.seed, threads=workers,  # the workers' threads
+                       device="cuda" if str(cfg.device).startswith("cuda") else "cpu")
+    # one GPU device shared with the driver's training where the run has one
+    return WorldModelService.options(**({"num_gpus": 0.5} if spec.device == "cuda" else {})).remote(spec)
+
+
 def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "imagined") -> "ImaginedSource":
     """The main job's source: `workers` workers from the run's config sections, on the run's Redis."""
+    service = imagination_service(cfg, workers) if cfg.runtime.imagine_on == "service" else None
     specs = [WorkerSpec(tokenizer=cfg.tokenizer.model, dynamics=cfg.dynamics.model, heads=cfg.agent.heads,
                         action_space=run_action_space(cfg), train=cfg.imagination.train,
                         generation=cfg.dynamics.generation, context_table=cfg.data.ingest.table, table=table,
-                        seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1)) for k in range(workers)]
+                        seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1), service=service) for k in range(workers)]
     table_ = trajectory_table(store, table, seed=cfg.seed)
     table_.check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
     print(f"imagination: {workers} Ray imagination workers write table {table!r} "
-          f"(samples_per_insert {cfg.replay.tables.get(table).samples_per_insert}), policy version {trainer.step}",
-          flush=True)
+          f"(samples_per_insert {cfg.replay.tables.get(table).samples_per_insert}), policy version {trainer.step}"
+          + (", rolling out through the world-model service" if service is not None else ""), flush=True)
     return ImaginedSource(table_, specs, runner_replay_config(cfg, store),
-                          tokenizer, trainer, timeout=cfg.replay.block_timeout_s)
+                          tokenizer, trainer, timeout=cfg.replay.block_timeout_s, service=service)
 
 
 class ImaginedSource:
-    def __init__(self, table, specs: list[WorkerSpec], replay_cfg, tokenizer, trainer, timeout: float = 600.0):
-        self.table, self.timeout = table, timeout
+    def __init__(self, table, specs: list[WorkerSpec], replay_cfg, tokenizer, trainer, timeout: float = 600.0,
+                 service=None):
+        self.table, self.timeout, self.service, self.sending = table, timeout, service, None
         state = ray.put({"tokenizer": _cpu_state(tokenizer), "dynamics": _cpu_state(trainer.model),
                          "heads": _cpu_state(trainer.heads), "prior": _cpu_state(trainer.prior)})
+        if service is not None:   # the models go to the service; the workers hold none
+            ray.get(service.set_weights.remote(trainer.step + SERVICE_VERSION_OFFSET, state))
+            state = None
         self.workers = [ImaginationWorkerActor.remote(spec, replay_cfg, state, trainer.step) for spec in specs]
         self.version, self.heads = trainer.step, None  # None: the workers already hold this version
         self.calls = {worker.produce.remote(self.version): worker for worker in self.workers}
         self.produced = 0
 
     def publish(self, trainer) -> None:
-        self.version, self.heads = trainer.step, ray.put(_cpu_state(trainer.heads))
+        if self.service is None:
+            self.version, self.heads = trainer.step, ray.put(_cpu_state(trainer.heads))
+            return
+        if self.sending is not None:
+            ray.get(self.sending)  # the previous swap's error surfaces here
+        self.sending = self.service.set_weights.remote(trainer.step + SERVICE_VERSION_OFFSET,
+                                                       ray.put({"heads": _cpu_state(trainer.heads)}))
+        self.version = trainer.step
 
     def _relaunch(self) -> None:
         done, _ = ray.wait(list(self.calls), num_returns=len(self.calls), timeout=0)
@@ -80,5 +112,5 @@ class ImaginedSource:
                     raise
 
     def close(self) -> None:
-        for worker in self.workers:
-            ray.kill(worker)
+        for actor in [*self.workers, *([self.service] if self.service is not None else [])]:
+            ray.kill(actor)

@@ -22,6 +22,9 @@ from system.phases.live_eval import crafter_eval_envs, eval_seed, play_episodes,
 from system.runtime.ray_cluster import ray_session
 
 
+EVAL_WAIT_MS = 10.0
+
+
 class RemoteService:
     def __init__(self, handle):
         self.handle = handle
@@ -41,9 +44,11 @@ def start_service(cfg, tokenizer, dynamics, heads, version: int, slots: int):
     """A service actor holding the given models' weights (moved to the CPU for the object store) as `version`."""
     if version < 1:
         raise ValueError(f"weights version {version}: the service starts at version 0 and takes versions >= 1")
+    # a 10 ms window: a CPU step costs tens of ms, and separate env runners' requests do not arrive together
+    # (docs/benchmarks.md, the world-model service and the evaluator); a full batch (every live env) closes at once
     spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
-                       cfg.dynamics.generation, slots=slots, max_batch=slots, argmax=cfg.eval.argmax,
-                       seed=eval_seed(cfg.seed), threads=1)
+                       cfg.dynamics.generation, slots=slots, max_batch=slots, max_wait_ms=EVAL_WAIT_MS,
+                       argmax=cfg.eval.argmax, seed=eval_seed(cfg.seed), threads=1)
     service = WorldModelService.remote(spec)
     states = {name: {k: v.detach().cpu() for k, v in module.state_dict().items()}
               for name, module in (("tokenizer", tokenizer), ("dynamics", dynamics), ("policy", heads.policy))}
@@ -60,8 +65,8 @@ def evaluate_through_service(cfg, tokenizer, dynamics, heads, version: int, run_
         service = start_service(cfg, tokenizer, dynamics, heads, version, slots=min(section.envs, section.episodes))
         try:
             video: list = []
-            summary = play_episodes(RemoteService(service), make_env, section.episodes, section.envs,
-                                    seed=eval_seed(cfg.seed), video=video, video_frames=section.video_frames)
+            summary = play_episodes(RemoteService(service), make_env, section.episodes, section.envs, video=video,
+                                    video_frames=section.video_frames)
         finally:
             ray.kill(service)
     return write_evaluation(cfg, summary, run_dir, log, version, video)

@@ -5,8 +5,9 @@ the value head learns TD(lambda) returns, the policy learns with PMPO and a reve
     traj = trainer.imagine(context_z, context_actions, task)   # (B, T0, N_z, D_z), (B, T0, A) -> ImaginedTrajectory
     metrics = trainer.train_step(traj)
 
-Imagination (one rollout per start context; the existing CachedSampler, K shortcut steps per frame, each finished
-frame re-noised to the context level): h_0 is the agent feature of the last context frame; for t < H the policy
+Imagination (system/imagination/imagine.py, the routine the imagination workers and the world-model service use
+too; one rollout per start context; the CachedSampler, K shortcut steps per frame, each finished frame re-noised
+to the context level): h_0 is the agent feature of the last context frame; for t < H the policy
 samples a_{t+1} on h_t, the sampler generates frame t+1 with it and returns h_{t+1}. Reward, continuation and
 slow-value heads annotate every h_t; log-probabilities under the acting policy and the prior are stored.
 The cache window is the dynamics' own context C (the window it was trained with), and start contexts may not
@@ -35,10 +36,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from system.imagination.generation import CachedSampler, GenerationConfig, draw_noise
+from system.imagination.generation import CachedSampler, GenerationConfig
+from system.imagination.imagine import imagine
 from system.imagination.trajectory import ImaginedTrajectory
 from system.objectives.lambda_returns import alive_weights, lambda_returns
 from system.objectives.loss_norm import RunningRMS
@@ -112,43 +113,13 @@ class ImaginationTrainer:
             self._sampler = CachedSampler(self.model, self.generation, batch, param.device, param.dtype)
         return self._sampler
 
-    @torch.no_grad()
     def imagine(self, context_z: torch.Tensor, context_actions: torch.Tensor, task: torch.Tensor | None = None,
-                policy=None, argmax: bool = False) -> ImaginedTrajectory:
-        """Rollouts of horizon cfg.horizon from (B, T0) real contexts with `policy` (default: the online head)."""
-        policy = self.heads.policy if policy is None else policy
-        b, t0 = context_z.shape[:2]
-        if t0 > self.model.cfg.transformer.context:
-            raise ValueError(f"start context of {t0} frames exceeds the dynamics window "
-                             f"{self.model.cfg.transformer.context}")
-        horizon = self.cfg.horizon
-        sampler = self.sampler(b)
-        noise = draw_noise(b, t0, horizon, context_z.shape[2:], self.generator, context_z.device, context_z.dtype)
-        h = sampler.prefill(context_z, context_actions, noise.context, task)[:, -1]
-        t = torch.full((b,), t0, dtype=torch.long, device=context_z.device)
-        features, actions, logp, prior_logp = [h], [], [], []
-        for i in range(horizon):
-            dist = policy.act(h)
-            a = dist.mode() if argmax else dist.sample(self.generator)
-            actions.append(a)
-            logp.append(dist.log_prob(a))
-            prior_logp.append(self.prior.act(h).log_prob(a))
-            _, agent = sampler.step(t, a[:, None], noise.start[:, i:i + 1].contiguous(),
-                                    noise.renoise[:, i:i + 1].contiguous(), task)
-            h = agent[:, 0]
-            features.append(h)
-            t = t + 1
-        feats = torch.stack(features, 1)
-        heads = self.heads
-        continues = heads.continuation.predict(feats) if heads.continuation is not None else torch.ones(feats.shape[:2])
-
-        def host(x, dtype=np.float32):
-            return x.detach().float().cpu().numpy().astype(dtype) if dtype == np.float32 else \
-                x.detach().cpu().numpy().astype(dtype)
-        return ImaginedTrajectory(agent=host(feats), actions=host(torch.stack(actions, 1), np.int32),
-                                  log_probs=host(torch.stack(logp, 1)), prior_log_probs=host(torch.stack(prior_logp, 1)),
-                                  rewards=host(heads.reward.predict(feats)), continues=host(continues),
-                                  values=host(heads.slow_value.predict(feats)), policy_version=self.step)
+                policy=None, argmax: bool = False, horizon: int | None = None) -> ImaginedTrajectory:
+        """Rollouts of horizon cfg.horizon from (B, T0) real contexts with `policy` (default: the online head),
+        drawing noise and actions from the trainer's generator (system/imagination/imagine.py)."""
+        return imagine(self.sampler(context_z.shape[0]), self.heads, self.prior, context_z, context_actions, task,
+                       self.cfg.horizon if horizon is None else horizon, [(context_z.shape[0], self.generator)],
+                       policy=policy, argmax=argmax, policy_version=self.step)
 
     def train_step(self, traj: ImaginedTrajectory,
                    replay: tuple[AgentBatch, AgentBatch] | None = None) -> dict[str, float]:

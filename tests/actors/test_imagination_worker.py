@@ -1,6 +1,7 @@
 """Imagination workers on a real local Ray and a real redis-server (CPU, tiny models): trajectories arrive in
 the `imagined` table, decode, carry the policy version that acted, stay within the rate limiter's slack of
-the learner, are what the driver would have imagined itself, and train the learner as an in-process rollout."""
+the learner, are what the driver would have imagined itself, and train the learner as an in-process rollout;
+the same with the workers rolling out through the world-model service (runtime.imagine_on = service)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from actors.imagination_worker import WorkerSpec
+from actors.world_model_service import ServiceSpec, WorldModelService
 from system.imagination.trajectory import decode_trajectory
 from system.replay import make_store
 from system.replay.chunk import Chunk
@@ -91,3 +93,52 @@ def test_workers_imagine_what_the_driver_would_and_the_learner_trains_on_it(loca
         updated.append(learner_heads.state_dict())
     for key in updated[0]:
         torch.testing.assert_close(updated[0][key], updated[1][key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+def test_workers_imagining_through_the_service_store_the_rollouts_the_driver_would(local_ray, redis_server,
+                                                                                   crafter_frames):
+    url = f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0"
+    tables = TablesConfig(imagined=TableConfig(samples_per_insert=1.0, min_size_to_sample=N, error_buffer=N))
+    cfg = ReplayConfig(backend="redis", url=url, tables=tables, block_timeout_s=60.0)
+    store = make_store(cfg, seed=0)
+    fill_real_table(store, crafter_frames(0, 24))
+    tokenizer, dynamics, heads = tiny_models(seed=0)
+    trainer = ImaginationTrainer(dynamics, heads, TRAIN, GENERATION, seed=0)
+    start = copy.deepcopy((dynamics, heads))
+    service = WorldModelService.remote(ServiceSpec(TOKENIZER, DYNAMICS, HEADS, SPACE, GENERATION, slots=1,
+                                                   max_batch=2 * B, max_wait_ms=20.0, threads=1))
+    specs = [WorkerSpec(TOKENIZER, DYNAMICS, HEADS, SPACE, TRAIN, GENERATION, seed=seed, service=service)
+             for seed in (11, 12)]
+    source = ImaginedSource(trajectory_table(store, seed=0), specs, cfg, tokenizer, trainer, timeout=60.0,
+                            service=service)
+    received = []
+    try:
+        for _ in range(4):
+            traj = source.next()
+            assert 0 <= traj.policy_version <= trainer.step  # update counts, not the service's versions
+            received.append(traj)
+            trainer.train_step(traj)
+            source.publish(trainer)
+        stats = local_ray.get(service.stats.remote())
+    finally:
+        source.close()
+    assert stats["by_kind"]["imagine"]["requests"] >= 4 and stats["version"] >= 4   # rolled out there; heads sent
+    assert max(t.policy_version for t in received) >= 1
+
+    # the first stored trajectory is a worker's first request (version 0): the driver's trainer, seeded with that
+    # request's seed, imagines the same rollouts from the same start contexts
+    first = decode_trajectory(source.table.get(0))
+    assert first.policy_version == 0
+    candidates = []
+    for spec in specs:
+        contexts = make_store(cfg, seed=spec.seed).sample_contexts("real", B, C)
+        seed = int(np.random.SeedSequence([spec.seed, 0]).generate_state(1)[0] % 2**31)
+        local_dynamics, local_heads = copy.deepcopy(start)
+        local = ImaginationTrainer(local_dynamics, local_heads, TRAIN, GENERATION, seed=seed)
+        with torch.no_grad():
+            z = local_dynamics.pack(tokenizer.encode(torch.from_numpy(contexts.frames).float() / 255.0))
+        candidates.append(local.imagine(z, torch.from_numpy(contexts.actions).long(),
+                                        torch.from_numpy(contexts.task_ids).long()))
+    [match] = [t for t in candidates if np.array_equal(t.actions, first.actions)]
+    for name in ("agent", "log_probs", "prior_log_probs", "rewards", "values"):
+        np.testing.assert_allclose(getattr(match, name), getattr(first, name), atol=1e-5, err_msg=name)

@@ -1,8 +1,10 @@
 """The world-model service on a real local Ray (CPU, tiny models): concurrent callers each get their own
-actions, a weight swap mid-stream changes the version of later calls only, slots are reused after an episode."""
+actions, a weight swap mid-stream changes the version of later calls only, slots are reused after an episode;
+imagine requests of several callers batch together beside acts, each getting its own rollouts."""
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 
@@ -10,8 +12,10 @@ import numpy as np
 import pytest
 
 from actors.world_model_service import ServiceSpec, WorldModelService
-from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, weights
+from system.imagination.trajectory import decode_trajectory
+from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, SPACE, TOKENIZER, tiny_models, weights
 from tests.imagination.test_acting_service import alone
+from tests.imagination.test_imagine_service import in_driver
 
 CALLERS, FRAMES = 4, 8
 
@@ -98,5 +102,58 @@ def test_a_weight_swap_mid_stream_changes_the_version_of_later_calls_only(local_
         assert {c[2] for c in every} == {1, 2}
         with pytest.raises(Exception, match="version 2 is not newer than the loaded version 2"):
             local_ray.get(service.set_weights.remote(2, local_ray.put(weights(seed=9))))
+    finally:
+        local_ray.kill(service)
+
+
+def test_imagine_requests_batch_without_mixing_beside_acts_and_carry_their_weights_version(local_ray,
+                                                                                          crafter_frames):
+    frames = crafter_frames(5, CALLERS * FRAMES).reshape(CALLERS, FRAMES, 64, 64, 3)
+    tokenizer, dynamics, heads = tiny_models(seed=0)   # the weights start_service loads
+    prior = copy.deepcopy(tiny_models(seed=1)[2].policy)
+    service = start_service(local_ray)
+    try:
+        local_ray.get(service.set_weights.remote(2, local_ray.put({"heads": heads.state_dict(),
+                                                                    "prior": prior.state_dict()})))
+        # three imagination workers' requests (2 start contexts of 2 frames each) sent together, while an
+        # env runner's episode acts through the same service
+        rng = np.random.default_rng(0)
+        starts = [(frames[w, :4].reshape(2, 2, 64, 64, 3), rng.integers(0, 17, (2, 2, 1))) for w in range(3)]
+        acted: list = []
+        acting = threading.Thread(target=play, args=(local_ray, service, frames[3], 103, acted))
+        acting.start()
+        first = [decode_trajectory(data) for data in local_ray.get(
+            [service.imagine.remote(c, a, horizon=3, seed=40 + w) for w, (c, a) in enumerate(starts)])]
+        acting.join(timeout=120)
+        stats = local_ray.get(service.stats.remote())["by_kind"]
+        assert stats["imagine"]["requests"] == 3 and stats["imagine"]["batches"] < 3   # batched together
+        models = (tokenizer, dynamics, heads, prior)
+        for w, (context, actions) in enumerate(starts):   # each worker's rows are its own: what it gets alone
+            expected, _ = in_driver(models, context, actions, seed=40 + w)
+            assert first[w].policy_version == 2 and np.array_equal(first[w].actions, expected.actions)
+            for name in ("agent", "log_probs", "prior_log_probs", "rewards", "values"):
+                np.testing.assert_allclose(getattr(first[w], name), getattr(expected, name), atol=1e-5,
+                                           err_msg=name)
+        np.testing.assert_array_equal(np.stack([c[3] for c in acted]), alone(frames[3], noise_seed=103))
+
+        # a swap mid-stream: calls answered before it was sent keep version 2 and their rollouts, calls sent after
+        # it returned get version 3; calls sent together with it (an async actor may run them on either side of
+        # it) are wholly one version or the other, never a mix
+        def round_():
+            return [service.imagine.remote(c, a, horizon=3, seed=40 + w) for w, (c, a) in enumerate(starts)]
+
+        new_heads = tiny_models(seed=9)[2]
+        before = [decode_trajectory(d) for d in local_ray.get(round_())]
+        swap = service.set_weights.remote(3, local_ray.put({"heads": new_heads.state_dict()}))
+        during = round_()
+        assert local_ray.get(swap) == 3
+        after = [decode_trajectory(d) for d in local_ray.get(round_())]
+        during = [decode_trajectory(d) for d in local_ray.get(during)]
+        assert [t.policy_version for t in before] == [2, 2, 2] and [t.policy_version for t in after] == [3, 3, 3]
+        for w in range(3):
+            np.testing.assert_allclose(before[w].agent, first[w].agent, atol=1e-5)
+            assert not np.allclose(after[w].log_probs, first[w].log_probs)   # the new policy computed these
+            same = {2: first[w], 3: after[w]}[during[w].policy_version]
+            np.testing.assert_allclose(during[w].log_probs, same.log_probs, atol=1e-5)
     finally:
         local_ray.kill(service)

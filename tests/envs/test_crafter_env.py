@@ -79,6 +79,20 @@ def test_same_seed_reproduces_frames_in_another_process():
     assert len(digests) == 1, digests
 
 
+def test_every_info_names_the_world_its_episode_plays():
+    env = CrafterEnv(seed=4, max_episode_steps=3)
+    _, info = env.reset()
+    assert info["world"] == {"seed": 4, "index": 0}
+    assert env.step(0)[-1]["world"] == {"seed": 4, "index": 0}
+    second, info = env.reset()   # the sequence goes on
+    assert info["world"] == {"seed": 4, "index": 1} and env.step(0)[-1]["world"] == info["world"]
+    assert env.reset(seed=9)[1]["world"] == {"seed": 9, "index": 0}
+    fresh = CrafterEnv(seed=0)
+    fresh.reset(seed=4)
+    again, info = fresh.reset()   # world (4, 1) is that world wherever it is generated
+    assert info["world"] == {"seed": 4, "index": 1} and np.array_equal(again, second)
+
+
 def test_length_limit_is_truncation_not_termination():
     env = CrafterEnv(seed=1, max_episode_steps=15)
     env.reset()

@@ -17,3 +17,16 @@ def test_replay_capacities_are_checked_on_load():
         load(["replay.tables.real.capacity_steps=0"])
     with pytest.raises(ConfigError, match=r"data.ingest.chunk_length = 200.*replay.tables.real.capacity_steps = 100"):
         load(["replay.tables.real.capacity_steps=100", "data.ingest.chunk_length=200"])
+
+
+def test_where_imagination_workers_roll_out_is_checked_by_name():
+    assert load(["runtime.imagine_on=service"]).runtime.imagine_on == "service"
+    with pytest.raises(ConfigError, match=r"runtime.imagine_on = 'gpu': expected one of \('worker', 'service'\)"):
+        load(["runtime.imagine_on=gpu"])
+
+
+def test_the_evaluation_backend_is_checked_by_name():
+    assert [load([f"eval.backend={b}"]).eval.backend for b in ("driver", "service", "rllib")] == \
+        ["driver", "service", "rllib"]
+    with pytest.raises(ConfigError, match=r"eval.backend = 'ray': expected one of \('driver', 'service', 'rllib'\)"):
+        load(["eval.backend=ray"])

@@ -1,0 +1,87 @@
+"""The evaluator's env runners: an RLlib EnvRunnerGroup of SingleAgentEnvRunners, one Crafter env each, acting
+through the world-model service (actors/service_policy_module.py).
+
+    group = eval_runner_group(EvalRunnersSpec(service=handle, runners=4, size=(64, 64), max_steps=100, seed=s))
+    played = group.foreach_env_runner(partial(play_quota, quotas=[2, 1, 1, 1], video_frames=300),
+                                      local_env_runner=False)   # one dict per runner, in runner order
+
+Runner r (RLlib's worker_index, 1..R) steps env k = r - 1. RLlib seeds its first reset with config.seed +
+worker_index (EnvRunner), so with config.seed = s - 1 env k plays CrafterEnv's world sequence s + k from its
+first world on: the worlds play_episodes gives env k (system/phases/live_eval.py). `play_quota` has the runner
+sample quotas[k] whole episodes (`sample(num_episodes=...)`: RLlib resets the env, autoresets it after each
+episode and returns exactly that many finished episodes) and answers {"episodes": [{"world": [seed, index],
+"return", "length", "achievements"} from each episode's last info (CrafterEnv's info["episode"])], "frames":
+the first video_frames observations of its first episode (runner 1 only: episode 0 is the video), "version":
+the newest weights version that acted}. It then frees the service slot its last episode held.
+
+One env per runner, not a vector of several: RLlib counts a vector's first episodes to finish, which favours
+short episodes and would not be the fixed set of worlds play_episodes plays; one env runner per env keeps
+`num_episodes` exact. The module's per-episode noise comes from the world (actors/world_connector.py), so which
+runner or slot plays an episode does not matter. No replay writes: the evaluator only reads episodes back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.env_runner_group import EnvRunnerGroup
+
+from actors.previous_action_connector import PreviousActionToBatch
+from actors.service_policy_module import ServicePolicyModule
+from actors.world_connector import WorldToBatch
+from system.envs.crafter_env import CrafterEnv
+
+
+@dataclass(frozen=True)
+class EvalRunnersSpec:
+    service: Any                   # the WorldModelService actor handle
+    runners: int                   # env runners = envs played at once
+    size: tuple[int, int] = (64, 64)
+    max_steps: int = 10000         # an episode is truncated after this many steps
+    seed: int = 0                  # env k plays CrafterEnv's world sequence seed + k
+
+
+def make_eval_crafter(env_config) -> CrafterEnv:
+    return CrafterEnv(size=tuple(env_config["size"]), seed=env_config["seed"],
+                      max_episode_steps=env_config["max_steps"])
+
+
+class _EvalConfig(AlgorithmConfig):
+    """An AlgorithmConfig with no algorithm: it only says which module acts and how the runners are built."""
+
+    def get_default_rl_module_spec(self):
+        return RLModuleSpec(module_class=ServicePolicyModule)
+
+
+def eval_runner_group(spec: EvalRunnersSpec) -> EnvRunnerGroup:
+    config = (_EvalConfig()
+              .environment(make_eval_crafter, env_config={"size": list(spec.size), "seed": spec.seed,
+                                                          "max_steps": spec.max_steps})
+              .env_runners(num_env_runners=spec.runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=0,
+                           env_to_module_connector=lambda env, spaces, device: [PreviousActionToBatch(),
+                                                                                WorldToBatch()])
+              .rl_module(rl_module_spec=RLModuleSpec(module_class=ServicePolicyModule,
+                                                     model_config={"service": spec.service, "owner": None}))
+              .fault_tolerance(restart_failed_env_runners=False)   # a lost runner fails the evaluation by name
+              .debugging(seed=spec.seed - 1))                      # runner r resets with seed + r - 1
+    return EnvRunnerGroup(config=config, local_env_runner=False)
+
+
+def play_quota(runner, quotas: list[int], video_frames: int = 0) -> dict:
+    """Runs in runner `runner` (a SingleAgentEnvRunner of the group): its env's quota of whole episodes."""
+    k = runner.worker_index - 1
+    episodes = runner.sample(num_episodes=quotas[k], explore=False) if quotas[k] else []
+    runner.module.release()   # the slot of the last episode (the module frees a slot when the next one starts)
+    played = []
+    for episode in episodes:
+        first, last = episode.get_infos(0), episode.get_infos(-1)
+        played.append({"world": [int(first["world"]["seed"]), int(first["world"]["index"])],
+                       "return": float(last["episode"]["return"]), "length": int(last["episode"]["length"]),
+                       "achievements": {name: int(n) for name, n in last["episode"]["achievements"].items()}})
+    frames = np.asarray(episodes[0].get_observations()[:video_frames]) if k == 0 and episodes and video_frames \
+        else None
+    return {"episodes": played, "frames": frames, "version": int(runner.module.version)}

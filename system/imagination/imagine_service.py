@@ -1,0 +1,119 @@
+"""The world-model service's imagination half: callers' start contexts rolled out together (library, no Ray).
+
+    imagination = Imagination(tokenizer, dynamics, heads, prior, GenerationConfig())
+    request = imagination.check(ImagineRequest(context, actions, horizon=16, seed=3))
+    [traj] = imagination.run([request, ...], version=5)       # one ImaginedTrajectory per request, in order
+
+ImagineRequest: context (B, T0, H, W, 3) uint8 frames (encoded here with the tokenizer, as a worker would) or
+(B, T0, N_z, D_z) float32 packed latents; actions (B, T0, A) int of the context steps (-1: none); task (B,) int
+or None; horizon H; seed: the request's own generator. Out per request: an ImaginedTrajectory of B rollouts of
+horizon H (system/imagination/trajectory.py) stamped with `version`, the weights version that computed it.
+
+`run` takes requests of one kind (`kind()`: frames or latents, T0, H, argmax; RequestBatcher batches by it),
+concatenates their rows and rolls them out in one batch with system/imagination/imagine.py, each request's rows
+drawing noise and actions from the request's generator: a request gets the rollouts it would get alone
+(the same arithmetic per row; a larger batch may round differently, about 1e-6 here) and the rollouts the
+phase-3 trainer imagines with `ImaginationTrainer(..., seed=seed).imagine` on the same models and contexts.
+The heads give policy, reward, continuation and slow value; `prior` is the frozen phase-2 policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from system.imagination.generation import CachedSampler, GenerationConfig
+from system.imagination.imagine import imagine
+from system.imagination.trajectory import ImaginedTrajectory
+
+SAMPLERS_KEPT = 4  # KV caches of recent batch sizes kept for reuse (a prefill resets them)
+
+
+@dataclass
+class ImagineRequest:
+    context: np.ndarray            # (B, T0, H, W, 3) uint8 frames or (B, T0, N_z, D_z) float32 latents
+    actions: np.ndarray            # (B, T0, A) int: the action of each context step (-1: none)
+    horizon: int                   # imagined steps H
+    seed: int                      # seeds the request's own generator (noise and sampled actions)
+    task: np.ndarray | None = None  # (B,) int, -1: none
+    argmax: bool = False           # the policy's mode instead of samples
+
+    @property
+    def rows(self) -> int:
+        return int(self.context.shape[0])
+
+    @property
+    def frames(self) -> bool:
+        return self.context.dtype == np.uint8
+
+    def kind(self) -> tuple:
+        """Requests of one kind roll out in one batch."""
+        return ("imagine", self.frames, tuple(self.context.shape[1:]), self.horizon, self.argmax)
+
+
+class Imagination:
+    def __init__(self, tokenizer, dynamics, heads, prior, generation: GenerationConfig):
+        self.tokenizer, self.dynamics, self.heads, self.prior = tokenizer, dynamics, heads, prior
+        self.generation = generation
+        self.samplers: dict[int, CachedSampler] = {}
+
+    def check(self, request: ImagineRequest) -> ImagineRequest:
+        """Shapes against the models; a wrong request fails its caller, never the batch it would join."""
+        context, actions = np.asarray(request.context), np.asarray(request.actions)
+        window = self.dynamics.cfg.transformer.context
+        latent = (self.dynamics.cfg.packed_tokens, self.dynamics.cfg.packed_dim)
+        frame = (*self.tokenizer.cfg.image_size, 3)
+        if context.ndim < 3 or context.shape[0] < 1 or not 1 <= context.shape[1] <= window:
+            raise ValueError(f"imagine: context {context.shape} must be (B >= 1, 1 <= T0 <= {window}, ...)")
+        if context.dtype == np.uint8 and context.shape[2:] != frame:
+            raise ValueError(f"imagine: frames {context.shape} must be (B, T0, {', '.join(map(str, frame))})")
+        if context.dtype != np.uint8 and (context.dtype != np.float32 or context.shape[2:] != latent):
+            raise ValueError(f"imagine: context {context.dtype} {context.shape} is neither uint8 frames nor float32 "
+                             f"packed latents (B, T0, {latent[0]}, {latent[1]})")
+        if actions.shape[:2] != context.shape[:2] or actions.ndim != 3 or actions.dtype.kind not in "iu":
+            raise ValueError(f"imagine: actions {actions.dtype} {actions.shape} must be int (B, T0, A) for context "
+                             f"{context.shape}")
+        if request.task is not None and np.asarray(request.task).shape != (context.shape[0],):
+            raise ValueError(f"imagine: task {np.asarray(request.task).shape} must be (B,) = ({context.shape[0]},)")
+        if request.horizon < 1:
+            raise ValueError(f"imagine: horizon = {request.horizon} must be >= 1")
+        return dataclasses.replace(request, context=context, actions=actions)
+
+    def _sampler(self, batch: int) -> CachedSampler:
+        if batch not in self.samplers:
+            if len(self.samplers) >= SAMPLERS_KEPT:
+                self.samplers.pop(next(iter(self.samplers)))
+            param = next(self.dynamics.parameters())
+            self.samplers[batch] = CachedSampler(self.dynamics, self.generation, batch, param.device, param.dtype)
+        return self.samplers[batch]
+
+    @torch.no_grad()
+    def run(self, requests: list[ImagineRequest], version: int) -> list[ImaginedTrajectory]:
+        kinds = {request.kind() for request in requests}
+        if len(kinds) != 1:
+            raise ValueError(f"one imagine batch holds requests of one kind, got {sorted(map(str, kinds))}")
+        first = requests[0]
+        device = next(self.dynamics.parameters()).device
+        context = torch.from_numpy(np.concatenate([r.context for r in requests])).to(device)
+        if first.frames:
+            context = self.dynamics.pack(self.tokenizer.encode(context.float() / 255.0))
+        actions = torch.from_numpy(np.concatenate([r.actions for r in requests])).to(device).long()
+        task = None
+        if any(r.task is not None for r in requests):
+            task = torch.from_numpy(np.concatenate([np.full(r.rows, -1) if r.task is None else np.asarray(r.task)
+                                                    for r in requests])).to(device).long()
+        streams = [(r.rows, torch.Generator(device=device).manual_seed(int(r.seed))) for r in requests]
+        traj = imagine(self._sampler(context.shape[0]), self.heads, self.prior, context, actions, task,
+                       first.horizon, streams, argmax=first.argmax, policy_version=version)
+        bounds = np.cumsum([0] + [r.rows for r in requests])
+        return [split(traj, start, end) for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def split(traj: ImaginedTrajectory, start: int, end: int) -> ImaginedTrajectory:
+    """Rows start:end of a batch of rollouts."""
+    fields = {f.name: getattr(traj, f.name) for f in dataclasses.fields(traj)}
+    return ImaginedTrajectory(**{name: value[start:end] if isinstance(value, np.ndarray) else value
+                                 for name, value in fields.items()})
