@@ -64,9 +64,8 @@ class AgentSteps(PhaseSteps):
     (agent.train.relevant_table), encoded by the frozen tokenizer, one AgentTrainer step (system/phases/steps.py)."""
 
     def __init__(self, trainer: AgentTrainer, tokenizer, store, section, table: str, shard: Shard = Shard()):
-        self.trainer, self.tokenizer, self.store, self.section = trainer, tokenizer.eval().requires_grad_(False), \
-            store, section
-        self.shard, self.table = shard, table
+        self.trainer, self.store, self.section, self.table, self.shard = trainer, store, section, table, shard
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.relevant_table = section.train.relevant_table or table
         uniform, relevant = section.train.split()
         self.rows = (shard.share(uniform, "agent uniform rows (agent.train.batch_size x (1 - relevant_fraction))"),

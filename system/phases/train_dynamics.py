@@ -49,9 +49,8 @@ class DynamicsSteps(PhaseSteps):
 
     def __init__(self, trainer: DynamicsTrainer, tokenizer, store, section: DynamicsSection, table: str,
                  shard: Shard = Shard()):
-        self.trainer, self.tokenizer, self.store, self.section = trainer, tokenizer.eval().requires_grad_(False), \
-            store, section
-        self.table, self.shard = table, shard
+        self.trainer, self.store, self.section, self.table, self.shard = trainer, store, section, table, shard
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.schedule = BatchSchedule(section.train.schedule)
         self.config = to_dict(section.model)
         self.parts = {"dynamics": trainer.model, "tokenizer": self.tokenizer}
