@@ -1,15 +1,17 @@
-"""World-model learner actor: a TokenizerTrainer replica in a torch.distributed data-parallel group.
+"""World-model learner actor: one rank of a phase's data-parallel training (tokenizer, dynamics, agent phase 2).
 
-    learners = [TokenizerLearner.remote(cfg.tokenizer, replay_cfg, rank=r, world_size=W, seed=s) for r in range(W)]
-    ray.get([l.join_group.remote(addr, port) for l in learners])   # rank 0's address (free_port on rank 0's node)
-    ray.get([l.train.remote(steps=100) for l in learners])        # each rank samples B / W sequences itself
-    version, weights_ref = ray.get(learners[0].publish.remote())   # state dict in Ray's object store
+    spec = DynamicsLearnerSpec(cfg.dynamics, cfg.tokenizer.model, action_space, replay_cfg, table, seed=...)
+    learners = [WorldModelLearner.options(**placement.learner_options(r)).remote(spec, r, W, weights_ref)
+                for r in range(W)]
+    ray.get([l.join_group.remote(addr, port) for l in learners])   # rank 0's address (free port on its node)
+    ray.get([l.train.remote(steps=100) for l in learners])        # each rank samples its share itself
+    version, ref = ray.get(learners[0].publish.remote(7, ("dynamics", "policy")))   # state dicts in the object store
 
-Each rank pulls its own share of the global batch from the replay store (its own sampling seed) and takes the
-step of system/training/tokenizer_trainer.py with gradients averaged over the group
-(system/training/data_parallel.py). `publish` puts the model's state dict into the object store under an
-increasing version; consumers (the world-model service, later) fetch the newest reference. The dynamics
-learner plugs in the same way around DynamicsTrainer (not built yet).
+In: a learner spec (system/phases/train_*.py: TokenizerLearnerSpec, DynamicsLearnerSpec, AgentLearnerSpec),
+its rank and the group size, and `weights` (the frozen or initial state dicts, resolved by Ray from the
+driver's object reference). The spec builds the phase's steps here (system/phases/steps.py); the process group
+(system/training/data_parallel.py) averages their gradients. Out: metrics of the last step, the checkpoint in
+the driver's format (rank 0), and versioned weights in Ray's object store for the world-model service.
 """
 
 from __future__ import annotations
@@ -17,26 +19,19 @@ from __future__ import annotations
 import os
 import socket
 
-import numpy as np
 import ray
-import torch
 
-from system.phases.frames import frames_to_float
-from system.replay import make_store
 from system.training.checkpoint import load_checkpoint, save_checkpoint
-from system.training.data_parallel import DataParallelGroup
-from system.training.tokenizer_trainer import TokenizerTrainer
+from system.training.data_parallel import DataParallelGroup, Shard
 
 
-class TokenizerLearnerShell:
-    def __init__(self, section, replay_cfg, rank: int, world_size: int, seed: int, table: str = "real"):
-        torch.manual_seed(seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
-        self.section, self.rank, self.world_size, self.table = section, rank, world_size, table
-        # With num_gpus=1 Ray shows the actor its one GPU; NCCL then joins the ranks (gloo on CPU).
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        generator = torch.Generator(device=self.device).manual_seed(seed + 1 + rank)  # MAE masks differ per rank
-        self.trainer = TokenizerTrainer(section.model, section.train, self.device, generator)
-        self.store = make_store(replay_cfg, seed=seed + rank) if replay_cfg is not None else None
+class WorldModelLearnerShell:
+    def __init__(self, spec, rank: int, world_size: int, weights: dict | None = None):
+        # The GPU Ray assigned (num_gpus > 0), NCCL joining the ranks; none assigned: CPU and gloo, even where the
+        # node's GPUs are visible (Ray 2.60 no longer hides them from actors that ask for none).
+        self.device = "cuda" if ray.get_gpu_ids() else "cpu"
+        self.rank, self.world_size = rank, world_size
+        self.steps = spec.build(Shard(rank, world_size), self.device, weights or {})
         self.group: DataParallelGroup | None = None
         self.version = 0
 
@@ -47,50 +42,49 @@ class TokenizerLearnerShell:
             return ray.util.get_node_ip_address(), s.getsockname()[1]
 
     def join_group(self, master_addr: str, master_port: int) -> int:
-        self.group = DataParallelGroup.join(self.rank, self.world_size, master_addr, master_port)
-        self.group.attach(self.trainer)
+        self.group = DataParallelGroup.join(self.rank, self.world_size, master_addr, master_port,
+                                            backend="nccl" if self.device == "cuda" else "gloo")
+        self.group.attach(self.steps.trainer)
         return os.getpid()
 
-    def train_on(self, frames: np.ndarray) -> dict[str, float]:
-        """One step on given (B_local, T, H, W, 3) uint8 frames (tests and benchmarks)."""
-        return self.trainer.step(frames_to_float(frames, self.device))
+    def train_on(self, *batch) -> dict[str, float]:
+        """One step on a given share of a batch (tests and benchmarks)."""
+        return self.steps.train_on(*batch)
 
     def train(self, steps: int) -> dict[str, float]:
-        """`steps` steps on batches this rank samples itself; the last step's metrics."""
-        local_batch = self.section.train.batch_size // self.world_size
-        metrics = {}
-        for _ in range(steps):
-            batch = self.store.sample(self.table, local_batch, self.section.train.seq_len)
-            metrics = self.train_on(batch.frames)
-        return metrics
+        """`steps` steps on shares this rank samples itself; the last step's metrics."""
+        return self.steps.train(steps)
 
     def step_count(self) -> int:
-        return self.trainer.step_count
+        return self.steps.step
 
-    def publish(self) -> tuple[int, ray.ObjectRef]:
-        self.version += 1
-        state = {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
-        return self.version, ray.put(state)
+    def publish(self, version: int | None = None, parts=None) -> tuple[int, ray.ObjectRef]:
+        """CPU state dicts of `parts` (default: all) put into the object store as `version` (default: the
+        previous one + 1). The object belongs to this actor: it lives as long as the actor does."""
+        self.version = self.version + 1 if version is None else int(version)
+        return self.version, ray.put(self.steps.weights(parts))
 
     def state_dict(self) -> dict:
-        return self.trainer.state_dict()
+        return self.steps.trainer.state_dict()
 
-    def save(self, path: str, extra: dict | None = None) -> int:
-        """Rank 0 writes the replicas' common state (they are identical) plus `extra` (the model config);
-        returns the step saved."""
-        save_checkpoint(path, {**self.trainer.state_dict(), **(extra or {})})
-        return self.trainer.step_count
+    def save(self, path: str) -> int:
+        """Writes the phase's checkpoint (the replicas are equal: rank 0's is the model); the step saved."""
+        save_checkpoint(path, self.steps.checkpoint())
+        return self.steps.step
 
     def load(self, path: str) -> int:
-        self.trainer.load_state_dict(load_checkpoint(path, self.device))
-        return self.trainer.step_count
+        self.steps.load(load_checkpoint(path, self.device))
+        return self.steps.step
 
     def pid(self) -> int:
         return os.getpid()
+
+    def placement_group_id(self) -> str | None:
+        return ray.get_runtime_context().get_placement_group_id()
 
     def leave_group(self) -> None:
         if self.group is not None:
             self.group.leave()
 
 
-TokenizerLearner = ray.remote(num_cpus=0)(TokenizerLearnerShell)
+WorldModelLearner = ray.remote(num_cpus=0)(WorldModelLearnerShell)

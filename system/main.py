@@ -8,7 +8,7 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      from the episodes ingest put in data.ingest.held_out_table (system/data/ingested_tables.py); a run whose
      tables are empty or of another layout stops here, naming the command that fills them;
   2. train the tokenizer on replay sequences (checkpoint, metrics, reconstructions in the run directory), in
-     the driver or, with runtime.learners=N, on N data-parallel Ray learner actors;
+     the driver or, with runtime.learners=N, on N data-parallel Ray learner actors (so are steps 3 and 4);
   3. train the dynamics model with shortcut forcing on tokenized replay sequences, then imagine held-out
      futures open-loop (PSNR against copying the last frame, a real-vs-imagined video);
   4. phase 2, agent finetuning: policy, reward and continuation heads on the agent tokens (BC + reward with
@@ -95,13 +95,14 @@ def held_out_clips(cfg: Config, store, episodes: int, frames: int) -> tuple[np.n
     return held_out_windows(cfg.data, episodes, frames, seed=cfg.seed)
 
 
-def tokenizer_learners(cfg: Config, store, log):
-    """With runtime.learners > 0: the tokenizer phase's training on Ray learner actors, else None (the driver)."""
+def on_learners(cfg: Config, store, log, phase: str, **inputs):
+    """With runtime.learners > 0: the phase's training on Ray learner actors (its `train_elsewhere`), else None
+    (the driver trains). inputs: action_space, tokenizer, dynamics, online, as the phase needs them."""
     if not cfg.runtime.learners:
         return None
-    from system.runtime.tokenizer_learners import train_tokenizer_on_learners  # Ray only where it is used
+    from system.runtime.phase_learners import train_elsewhere  # Ray only where it is used
 
-    return lambda path: train_tokenizer_on_learners(cfg, store, path, log)
+    return train_elsewhere(cfg, store, log, phase, **inputs)
 
 
 def check_imagined_table(cfg: Config, store) -> None:
@@ -135,21 +136,29 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
 
 
 @contextlib.contextmanager
-def online_collection(cfg: Config, store, tokenizer, log):
+def online_collection(cfg: Config, store, tokenizer, log, run_dir=None):
     """With runtime.online_steps_per_update > 0: env runners collecting through phases 2 and 3 (on Ray), else
-    None."""
+    None. With runtime.learners > 0 and phase 2 still to train, the learner ranks and the world-model service
+    share one placement (a GPU node's group), reserved here for as long as the service lives."""
     if not cfg.runtime.online_steps_per_update:
         yield None
         return
     from system.runtime.online_collection import OnlineCollection  # Ray only where it is used
+    from system.runtime.phase_learners import reserve_learner_placement
     from system.runtime.ray_cluster import ray_session
 
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
-        online = OnlineCollection(cfg, store, tokenizer, log)
+        agent_left = run_dir is None or not phase_finished(run_dir, "agent", cfg.agent.train.steps)
+        placement = reserve_learner_placement(cfg) if cfg.runtime.learners and agent_left else None
+        online = OnlineCollection(cfg, store, tokenizer, log, placement=placement)
         try:
             yield online
         finally:
-            online.close()
+            try:
+                online.close()
+            finally:
+                if placement is not None:
+                    placement.remove()
 
 
 def run(cfg: Config, console: Console | None = None) -> dict:
@@ -170,11 +179,15 @@ def run(cfg: Config, console: Console | None = None) -> dict:
         held_out = held_out_clips(cfg, store, episodes=cfg.dynamics.eval_clips, frames=length)
         space = run_action_space(cfg)
         tokenizer = run_tokenizer_phase(cfg, store, held_out[0], run_dir, log, device,
-                                        train_elsewhere=tokenizer_learners(cfg, store, log))
-        dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, space, run_dir, log, device)
-        with online_collection(cfg, store, tokenizer, log) as online:
+                                        train_elsewhere=on_learners(cfg, store, log, "tokenizer"))
+        dynamics = run_dynamics_phase(cfg, store, tokenizer, held_out, space, run_dir, log, device,
+                                      train_elsewhere=on_learners(cfg, store, log, "dynamics", action_space=space,
+                                                                  tokenizer=tokenizer))
+        with online_collection(cfg, store, tokenizer, log, run_dir) as online:
             heads = run_agent_phase(cfg, store, tokenizer, dynamics, space, held_out, run_dir, log, device,
-                                    online=online)
+                                    online=online, train_elsewhere=on_learners(
+                                        cfg, store, log, "agent", action_space=space, tokenizer=tokenizer,
+                                        dynamics=dynamics, online=online))
             heads = imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
                                       online=online)
         version = cfg.imagination.train.steps

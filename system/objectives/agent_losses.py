@@ -8,9 +8,15 @@ BC: -sum_{n=0}^{L} ln pi_n(a_{t+1+n} | h_t); reward: -sum_{n=0}^{L} ln p_n(r_{t+
 entropy); targets and masks from mtp_targets.future_steps (sequence end, episode end; unlabeled action
 components, -1, are masked per component). Each sum over distances is averaged over the valid (row, step)
 pairs: one number per term, which the trainer divides by its running RMS.
+
+Data parallel: `rank_mean` (the mean over ranks, system/training/data_parallel.py) makes the count of valid
+pairs the group's: each rank divides its sum by the mean count over ranks, so the gradients averaged over
+ranks are those of the mean over the whole global batch, however the valid pairs fall on the ranks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -18,22 +24,27 @@ import torch.nn.functional as F
 from system.model.policy_head import FactoredPolicy
 from system.objectives.mtp_targets import future_steps
 
+RankMean = Callable[[torch.Tensor], torch.Tensor]
 
-def _masked_mean_of_sums(per_target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+
+def _masked_mean_of_sums(per_target: torch.Tensor, valid: torch.Tensor, rank_mean: RankMean | None = None):
     """(B, T, N) losses -> sum over distances, mean over (b, t) with at least one valid target."""
     weight = valid.to(per_target.dtype)
-    rows = valid.any(-1)
-    return (per_target * weight).sum(-1).sum() / rows.sum().clamp_min(1)
+    count = valid.any(-1).sum()
+    if rank_mean is None:
+        return (per_target * weight).sum(-1).sum() / count.clamp_min(1)
+    # the mean count over ranks: 0 only when no rank has a valid pair, and then every sum is 0 too
+    return (per_target * weight).sum(-1).sum() / rank_mean(count.to(per_target.dtype)).clamp_min(1e-6)
 
 
-def behaviour_cloning_loss(dist: FactoredPolicy, actions: torch.Tensor,
-                           terminals: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def behaviour_cloning_loss(dist: FactoredPolicy, actions: torch.Tensor, terminals: torch.Tensor,
+                           rank_mean: RankMean | None = None) -> tuple[torch.Tensor, dict]:
     """dist: batch shape (B, T, L + 1); actions (B, T, A) int, -1 = unlabeled; terminals (B, T) bool."""
     distances = dist.logits[0].shape[-2]
     target, valid = future_steps(actions, terminals, first=1, distances=distances)       # (B, T, N, A)
     labeled = (target >= 0) & valid[..., None]
     nll = -(dist.component_log_probs(target) * labeled).sum(-1)                           # (B, T, N)
-    loss = _masked_mean_of_sums(nll, labeled.any(-1))
+    loss = _masked_mean_of_sums(nll, labeled.any(-1), rank_mean)
     with torch.no_grad():
         now = labeled[:, :, 0].all(-1)
         hit = (dist.select((slice(None), slice(None), 0)).mode() == target[:, :, 0]).all(-1)
@@ -41,12 +52,12 @@ def behaviour_cloning_loss(dist: FactoredPolicy, actions: torch.Tensor,
     return loss, {"bc_nll": float(loss.detach()), "bc_accuracy": float(accuracy)}
 
 
-def reward_loss(reward_head, h: torch.Tensor, rewards: torch.Tensor,
-                terminals: torch.Tensor) -> tuple[torch.Tensor, dict]:
+def reward_loss(reward_head, h: torch.Tensor, rewards: torch.Tensor, terminals: torch.Tensor,
+                rank_mean: RankMean | None = None) -> tuple[torch.Tensor, dict]:
     logits = reward_head(h)                                                                # (B, T, N, bins)
     target, valid = future_steps(rewards, terminals, first=0, distances=logits.shape[-2])
     ce = reward_head.bins.cross_entropy(logits, target)
-    loss = _masked_mean_of_sums(ce, valid)
+    loss = _masked_mean_of_sums(ce, valid, rank_mean)
     return loss, {"reward_ce": float(loss.detach())}
 
 

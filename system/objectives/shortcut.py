@@ -1,6 +1,7 @@
 """Shortcut forcing: the dynamics objective of Dreamer 4 (paper section 3.2, Eq. 3-8; checklist items 1-6).
 
     tau, d = sample_signal(B, T, k_max, bootstrap_rows, generator)      # (B, T) each, tau on d's grid
+    draws = FrameDraws.draw(seeds, T, (N_z, D_z))                        # the same numbers, one seed per row
     z_noisy = noise_latents(z1, z0, tau)                                 # (1 - tau) z0 + tau z1
     loss, metrics = shortcut_loss(model, z1, actions, cfg, step)        # z1 (B, T, N_z, D_z) packed clean
 
@@ -71,24 +72,68 @@ def num_bootstrap_rows(batch: int, cfg: ShortcutConfig, step: int) -> int:
 def sample_signal(batch: int, frames: int, k_max: int, bootstrap_rows: int = 0,
                   generator: torch.Generator | None = None, device=None,
                   mixed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame (tau, d), each (B, T) float32, exactly on the grid.
+    """Per-frame (tau, d), each (B, T) float32, exactly on the grid (signal_on_grid of fresh uniforms).
 
     Rows >= bootstrap_rows: d = 1/K_max. Rows < bootstrap_rows: d = 2^-e per frame, e uniform in
     {0, ..., log2 K_max} (d_min included, so a row mixes stepping frames with d_min frames, as generation
-    does; mixed=False leaves d_min out). Every tau is i * d with i uniform in {0, ..., 1/d - 1}.
-    Powers of two and their multiples below 1 are exact in float32, so tau / d is an exact integer."""
+    does; mixed=False leaves d_min out). Every tau is i * d with i uniform in {0, ..., 1/d - 1}."""
+    level = torch.rand(batch, frames, generator=generator, device=device)
+    position = torch.rand(batch, frames, generator=generator, device=device)
+    return signal_on_grid(level, position, k_max, bootstrap_rows, mixed)
+
+
+def signal_on_grid(level: torch.Tensor, position: torch.Tensor, k_max: int, bootstrap_rows: int = 0,
+                   mixed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tau, d) from two (B, T) uniforms in [0, 1): `level` picks the step size of a bootstrap row's frame,
+    `position` the point on that step size's grid. Powers of two and their multiples below 1 are exact in
+    float32, so tau / d is an exact integer."""
     levels = int(math.log2(k_max))
     if 2 ** levels != k_max:
         raise ValueError(f"k_max must be a power of two, got {k_max}")
-    exponent = torch.full((batch, frames), levels, dtype=torch.long, device=device)
+    exponent = torch.full(level.shape, levels, dtype=torch.long, device=level.device)
     if bootstrap_rows and levels > 0:
-        exponent[:bootstrap_rows] = torch.randint(0, levels + int(mixed), (bootstrap_rows, frames),
-                                                  generator=generator, device=device)
+        choices = levels + int(mixed)
+        exponent[:bootstrap_rows] = (level[:bootstrap_rows] * choices).long().clamp(max=choices - 1)
     steps = torch.pow(2, exponent)                                    # 1/d, int
-    u = torch.rand(batch, frames, generator=generator, device=device)
-    index = torch.minimum((u * steps).long(), steps - 1)              # uniform in {0, ..., 1/d - 1}
+    index = torch.minimum((position * steps).long(), steps - 1)      # uniform in {0, ..., 1/d - 1}
     d = 1.0 / steps.float()
     return index.float() * d, d
+
+
+@dataclass
+class FrameDraws:
+    """The random numbers of shortcut forcing for a batch, drawn row by row, each row from its own seed.
+
+        draws = FrameDraws.draw(seeds, frames=T, latent_shape=(N_z, D_z), device=..., dtype=...)   # B seeds
+        loss, metrics = shortcut_loss(model, z1, actions, cfg, step, draws=draws, bootstrap_rows=n)
+
+    A row's numbers then do not depend on the other rows of its batch, so a row trained on any data-parallel
+    rank (system/training/data_parallel.py: Shard.row_seeds) draws what it draws in one process."""
+    noise: torch.Tensor      # (B, T, N, D) z0 ~ N(0, I)
+    level: torch.Tensor      # (B, T) U[0, 1): the step size of a bootstrap frame
+    position: torch.Tensor   # (B, T) U[0, 1): tau on that step size's grid
+
+    @classmethod
+    def draw(cls, seeds: list[int], frames: int, latent_shape: tuple[int, ...], device=None,
+             dtype: torch.dtype = torch.float32) -> FrameDraws:
+        noise, level, position = [], [], []
+        for seed in seeds:
+            g = torch.Generator(device=device).manual_seed(seed)
+            noise.append(torch.randn((frames, *latent_shape), generator=g, device=device, dtype=dtype))
+            level.append(torch.rand(frames, generator=g, device=device))
+            position.append(torch.rand(frames, generator=g, device=device))
+        if not seeds:
+            return cls(torch.zeros((0, frames, *latent_shape), device=device, dtype=dtype),
+                       torch.zeros(0, frames, device=device), torch.zeros(0, frames, device=device))
+        return cls(torch.stack(noise), torch.stack(level), torch.stack(position))
+
+    def split_images(self, images: int) -> tuple[FrameDraws, FrameDraws]:
+        """(sequence rows images.., the first `images` rows as one-frame rows), as batch_schedule.split_images
+        splits the latents."""
+        def alone(x: torch.Tensor) -> torch.Tensor:
+            return x[:images].reshape(images * x.shape[1], 1, *x.shape[2:])
+        return (FrameDraws(self.noise[images:], self.level[images:], self.position[images:]),
+                FrameDraws(alone(self.noise), alone(self.level), alone(self.position)))
 
 
 @torch.no_grad()
@@ -110,21 +155,29 @@ def bootstrap_target(model, z_noisy: torch.Tensor, tau: torch.Tensor, d: torch.T
 
 def shortcut_loss(model, z1: torch.Tensor, actions: torch.Tensor | None, cfg: ShortcutConfig, step: int,
                   generator: torch.Generator | None = None, task: torch.Tensor | None = None,
-                  noise: torch.Tensor | None = None, signal: tuple[torch.Tensor, torch.Tensor] | None = None):
+                  noise: torch.Tensor | None = None, signal: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  draws: FrameDraws | None = None, bootstrap_rows: int | None = None):
     """Shortcut forcing loss of one rectangular batch of sequences.
 
     model: callable (z, tau, d, actions, task) -> object with .z1 (B, T, N_z, D_z), and attribute k_max.
     z1: (B, T, N_z, D_z) clean packed latents; actions (B, T, A) or None.
-    noise / signal: optional fixed z0 and (tau, d) (tests); by default drawn from `generator`.
+    noise / signal: optional fixed z0 and (tau, d) (tests); by default drawn from `generator`, or taken from
+    `draws` (row by row). bootstrap_rows: how many of the first rows bootstrap; by default
+    num_bootstrap_rows(B) (a data-parallel rank holding part of a global batch passes its share of them).
     Returns (loss scalar, metrics dict of detached scalars).
     """
     b, frames = z1.shape[:2]
-    n_boot = num_bootstrap_rows(b, cfg, step)
-    if signal is None:
-        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device, cfg.mixed_bootstrap_rows)
-    else:
+    n_boot = num_bootstrap_rows(b, cfg, step) if bootstrap_rows is None else bootstrap_rows
+    if signal is not None:
         tau, d = signal
-    z0 = torch.randn(z1.shape, generator=generator, device=z1.device, dtype=z1.dtype) if noise is None else noise
+    elif draws is not None:
+        tau, d = signal_on_grid(draws.level, draws.position, model.k_max, n_boot, cfg.mixed_bootstrap_rows)
+    else:
+        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device, cfg.mixed_bootstrap_rows)
+    if noise is None:
+        noise = draws.noise if draws is not None else torch.randn(z1.shape, generator=generator, device=z1.device,
+                                                                  dtype=z1.dtype)
+    z0 = noise
     z_noisy = noise_latents(z1, z0, tau)
     pred = model(z_noisy, tau, d, actions, task).z1
     weight = ramp_weight(tau) if cfg.ramp_weight else torch.ones_like(tau)

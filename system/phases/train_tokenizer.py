@@ -9,13 +9,14 @@ Out: checkpoints/tokenizer.pt ({"model", "optimizer", "loss_norm", "step", "conf
      trained Tokenizer in eval mode. A finished checkpoint in the run directory is loaded instead of retraining,
      an unfinished one is resumed; a finished phase (system/run/phase_record.py) is not evaluated again.
      `train_elsewhere(path)` (the main job with runtime.learners > 0: Ray learner actors,
-     system/runtime/tokenizer_learners.py) takes the training steps and leaves the same checkpoint at `path`; the
-     evaluation is the same either way.
+     system/runtime/phase_learners.py) takes the training steps and leaves the same checkpoint at `path`; the
+     evaluation is the same either way. A step, in the driver or on a learner: TokenizerSteps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +24,52 @@ import torch
 
 from system.model.tokenizer import Tokenizer
 from system.phases.frames import frames_to_float
+from system.phases.steps import PhaseSteps
+from system.replay import ReplayConfig, make_store
 from system.run.media import write_grid
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
 from system.training.checkpoint import load_checkpoint, save_checkpoint
 from system.training.config import TokenizerSection
+from system.training.data_parallel import Shard
 from system.training.tokenizer_trainer import TokenizerTrainer
+
+
+class TokenizerSteps(PhaseSteps):
+    """Each step: this rank's tokenizer.train.batch_size / ranks sequences of seq_len frames, one TokenizerTrainer
+    step (system/phases/steps.py)."""
+
+    def __init__(self, trainer: TokenizerTrainer, store, section: TokenizerSection, table: str,
+                 shard: Shard = Shard()):
+        self.trainer, self.store, self.section, self.table, self.shard = trainer, store, section, table, shard
+        self.config = to_dict(section.model)
+        self.parts = {"tokenizer": trainer.model}
+        self.rows = shard.share(section.train.batch_size, "tokenizer.train.batch_size")
+
+    def sample(self) -> tuple:
+        return (self.store.sample(self.table, self.rows, self.section.train.seq_len).frames,)
+
+    def train_on(self, frames) -> dict[str, float]:
+        """frames (B_local, T, H, W, 3) uint8."""
+        return self.trainer.step(frames_to_float(frames, self.trainer.device))
+
+
+@dataclass(frozen=True)
+class TokenizerLearnerSpec:
+    """A learner actor's TokenizerSteps. MAE masks come from seed + 1 + rank (drawn per rank), replay samples
+    from seed + rank; replay None: no store (batches come through train_on)."""
+    section: TokenizerSection
+    replay: ReplayConfig | None = None
+    table: str = "real"
+    seed: int = 0
+
+    def build(self, shard: Shard, device, weights: dict) -> TokenizerSteps:
+        torch.manual_seed(self.seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
+        generator = torch.Generator(device=device).manual_seed(self.seed + 1 + shard.rank)
+        trainer = TokenizerTrainer(self.section.model, self.section.train, device, generator)
+        store = make_store(self.replay, seed=self.seed + shard.rank) if self.replay is not None else None
+        return TokenizerSteps(trainer, store, self.section, self.table, shard)
 
 
 def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, device,
@@ -51,15 +91,15 @@ def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, de
             print(f"tokenizer: resumed from {path} at step {trainer.step_count}")
     log.rewind("tokenizer", trainer.step_count, drop=("tokenizer_eval",))  # lines of steps about to be redone
 
-    def checkpoint() -> None:
-        save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.model)})
+    steps = TokenizerSteps(trainer, store, section, cfg.data.ingest.table)
 
-    table = cfg.data.ingest.table
+    def checkpoint() -> None:
+        save_checkpoint(path, steps.checkpoint())
+
     held = frames_to_float(held_out, device)
     bar = progress(range(trainer.step_count, train_cfg.steps), "tokenizer", train_cfg.steps, trainer.step_count)
     for step in bar:
-        batch = store.sample(table, train_cfg.batch_size, train_cfg.seq_len)
-        metrics = trainer.step(frames_to_float(batch.frames, device))
+        metrics = steps.train(1)
         bar.set_postfix(loss=f"{metrics['loss']:.3f}", psnr=f"{metrics['psnr']:.1f}", refresh=False)
         if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train_cfg.steps:
             log.write("tokenizer", step + 1, metrics)

@@ -86,10 +86,21 @@ class Config:
             raise ValueError("imagination.train.full_finetune = true with runtime.imagination_workers = "
                              f"{self.runtime.imagination_workers}: the workers receive only the heads, not the "
                              "finetuned dynamics; use one or the other")
-        learners, batch = self.runtime.learners, self.tokenizer.train.batch_size
-        if learners and batch % learners:
-            raise ValueError(f"tokenizer.train.batch_size = {batch} is not divisible by runtime.learners = {learners} "
-                             "(every learner takes an equal share of each step's batch)")
+        learners = self.runtime.learners
+        if learners:  # every learner takes an equal share of each step's batch
+            schedule = self.dynamics.train.schedule
+            long_batch = schedule.long_batch_size or max(1, schedule.batch_size * schedule.short_length
+                                                         // schedule.long_length)
+            uniform, relevant = self.agent.train.split()
+            for key, rows in (("tokenizer.train.batch_size", self.tokenizer.train.batch_size),
+                              ("dynamics.train.schedule.batch_size", schedule.batch_size),
+                              ("dynamics.train.schedule.long_batch_size (0: batch_size x short_length / "
+                               "long_length)", long_batch),
+                              ("agent.train.batch_size x (1 - relevant_fraction) (the uniform rows)", uniform),
+                              ("agent.train.batch_size x relevant_fraction (the relevant rows)", relevant)):
+                if rows % learners:
+                    raise ValueError(f"{key} = {rows} is not divisible by runtime.learners = {learners} "
+                                     "(every learner takes an equal share of each step's batch)")
         capacity = self.replay.tables.get(table).capacity_steps
         if self.data.ingest.chunk_length > capacity:
             raise ValueError(f"data.ingest.chunk_length = {self.data.ingest.chunk_length} is more than the table "

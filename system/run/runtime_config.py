@@ -6,7 +6,8 @@ imagination_workers = 0 imagines phase 3's rollouts in the driver; N > 0 starts 
 write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner);
 imagine_on says where they roll out: "worker" (each its own CPU copy of the models) or "service" (one
 world-model service actor holds the models and batches every worker's start contexts).
-learners = N > 0 trains the tokenizer on N data-parallel learner actors that sample their own batches from Redis.
+learners = N > 0 trains the tokenizer, the dynamics and the agent heads (phase 2) on N data-parallel learner
+actors that sample their own shares of each batch from Redis (one GPU each where the cluster has GPUs).
 online_steps_per_update = r > 0 (with env_runners > 0) keeps the env runners collecting through phases 2 and 3,
 acting through the world-model service with the policy being trained: r env steps per training update
 (system/runtime/online_collection.py).
@@ -33,8 +34,8 @@ class RuntimeConfig:
     publish_every: int = 1         # updates between two weight versions sent to imagination workers (phase 3)
                                    # and to the online collection's world-model service (phases 2 and 3)
     online_steps_per_update: float = 0.0  # env steps collected per phase-2/3 update; 0: none after phase 1
-    learners: int = 0              # data-parallel Ray learner actors for the tokenizer phase (one GPU each where
-                                   # the run has GPUs); 0: the driver trains it (system/runtime/tokenizer_learners.py)
+    learners: int = 0              # data-parallel Ray learner actors for phases 1a, 1b and 2 (one GPU each where
+                                   # the run has GPUs); 0: the driver trains them (system/runtime/phase_learners.py)
 
     def __post_init__(self) -> None:
         if self.imagination_workers < 0 or self.publish_every < 1:

@@ -1,21 +1,21 @@
 """A data-parallel group of learner actors that survives a dead rank by being rebuilt from a checkpoint.
 
-    group = LearnerGroup(make_learner, world_size=2, checkpoint_path=run_dir / "checkpoints" / "tokenizer_dp.pt")
-    group.start()                         # creates the actors, joins the process group, loads the checkpoint
+    group = LearnerGroup(make_learner, world_size=2, checkpoint_path=run_dir / "checkpoints" / "tokenizer.pt")
+    group.start()                         # places and creates the actors, joins the group, loads the checkpoint
     group.run(lambda learners: [l.train_on.remote(x) for l, x in zip(learners, shards)])
     group.checkpoint()                    # rank 0 saves; the step survives a restart of the group
 
 A torch.distributed process group cannot be repaired in place: when a call fails because a rank died, `run`
 kills every actor of the group, creates a new group (new rendezvous port), reloads the last checkpoint and
 raises GroupRestarted, so the caller redoes the steps since that checkpoint. `make_learner(rank, world_size,
-placement)` returns a new actor handle (learners/world_model_learner.py), started with `placement` as its
-scheduling strategy: bundle `rank` of the group's placement group.
+options)` returns a new actor handle (learners/world_model_learner.py) started with `options`: its resources and
+its bundle of the group's placement (system/runtime/placement.py).
 
-The ranks are gang-scheduled: `start` reserves one bundle per rank (`bundle`, e.g. {"CPU": 1, "GPU": 1}) in a
-placement group with strategy PACK (the ranks on as few nodes as possible, where the collectives are fastest)
-and waits until all of them are placed, or raises PlacementTimeout after `placement_timeout_s` saying what it
-asked for. Without it, a cluster with room for only some ranks would start those, and they would wait in the
-rendezvous forever for the others.
+The ranks are gang-scheduled: `start` reserves the placement (`plan`, by default one PACK group of one `bundle`
+per rank, e.g. {"CPU": 1}) and waits until all of it is placed, or raises PlacementTimeout after
+`placement_timeout_s` saying what it asked for. A placement reserved by the caller (`placement`: one that also
+holds the world-model service, for as long as the service lives) is used as it is and kept at `stop`; a restart
+then creates the new ranks in the same bundles.
 """
 
 from __future__ import annotations
@@ -24,55 +24,48 @@ from collections.abc import Callable
 from pathlib import Path
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
-from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.exceptions import ActorUnavailableError, RayActorError
+
+from system.runtime.placement import Placement, PlacementPlan, PlacementTimeout, Slot
+
+__all__ = ["GroupRestarted", "LearnerGroup", "PlacementTimeout"]
 
 
 class GroupRestarted(RuntimeError):
     """The group was rebuilt from the last checkpoint; the steps after it are to be redone."""
 
 
-class PlacementTimeout(RuntimeError):
-    """The cluster could not place every rank of the group in time."""
-
-
 class LearnerGroup:
     def __init__(self, make_learner: Callable, world_size: int, checkpoint_path: str | Path,
-                 bundle: dict[str, float] | None = None, placement_timeout_s: float = 600.0):
+                 bundle: dict[str, float] | None = None, placement_timeout_s: float = 600.0,
+                 plan: PlacementPlan | None = None, placement: Placement | None = None):
         self.make_learner, self.world_size = make_learner, world_size
         self.checkpoint_path = Path(checkpoint_path)
-        self.bundle = dict(bundle or {"CPU": 1})
+        bundle = dict(bundle or {"CPU": 1})
+        self.plan = plan or PlacementPlan((tuple(dict(bundle) for _ in range(world_size)),), "PACK",
+                                          tuple(Slot(0, r, bundle.get("GPU", 0.0), bundle.get("CPU", 0.0))
+                                                for r in range(world_size)))
         self.placement_timeout_s = placement_timeout_s
-        self.placement = None
+        self.placement, self.owns_placement = placement, placement is None
         self.learners: list = []
         self.restarts = 0
-
-    def _place(self) -> None:
-        self.placement = placement_group([dict(self.bundle)] * self.world_size, strategy="PACK")
-        try:
-            ray.get(self.placement.ready(), timeout=self.placement_timeout_s)
-        except GetTimeoutError:
-            remove_placement_group(self.placement)
-            self.placement = None
-            raise PlacementTimeout(f"the cluster could not place {self.world_size} learner ranks of {self.bundle} "
-                                   f"each within {self.placement_timeout_s:g} s (resources: "
-                                   f"{ray.available_resources()}): add nodes, or lower runtime.learners") from None
 
     def start(self) -> int:
         """Places and creates the ranks, joins the group; returns the step it resumes from (0 without a
         checkpoint)."""
-        self._place()
-        self.learners = [self.make_learner(rank, self.world_size, PlacementGroupSchedulingStrategy(
-            self.placement, placement_group_bundle_index=rank)) for rank in range(self.world_size)]
+        if self.placement is None:
+            self.placement = Placement.reserve(self.plan, self.placement_timeout_s)
+        self.learners = [self.make_learner(rank, self.world_size, self.placement.learner_options(rank))
+                         for rank in range(self.world_size)]
         addr, port = ray.get(self.learners[0].address.remote())
         ray.get([learner.join_group.remote(addr, port) for learner in self.learners])
         if self.checkpoint_path.exists():
             return ray.get([learner.load.remote(str(self.checkpoint_path)) for learner in self.learners])[0]
         return 0
 
-    def checkpoint(self, extra: dict | None = None) -> int:
-        return ray.get(self.learners[0].save.remote(str(self.checkpoint_path), extra))
+    def checkpoint(self) -> int:
+        """Rank 0 writes the checkpoint (the replicas are equal); returns the step saved."""
+        return ray.get(self.learners[0].save.remote(str(self.checkpoint_path)))
 
     def run(self, submit: Callable[[list], list]):
         refs = submit(self.learners)
@@ -92,6 +85,6 @@ class LearnerGroup:
         for learner in self.learners:
             ray.kill(learner, no_restart=True)
         self.learners = []
-        if self.placement is not None:
-            remove_placement_group(self.placement)  # frees the reserved bundles for the next group or phase
+        if self.owns_placement and self.placement is not None:
+            self.placement.remove()  # frees the reserved bundles for the next group or phase
             self.placement = None

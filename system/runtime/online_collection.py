@@ -5,6 +5,8 @@ being trained (the main job's runtime.online_steps_per_update > 0).
     online.begin(version, dynamics, heads.policy)               # first call: service + runners; later: new weights
                                                                 # (version: system/run/weights_version.py)
     online.updated(version, dynamics=..., policy=heads.policy)  # after each update: paces, publishes
+    online.updated(version, weights=ref)                        # the same, with the weights a learner put into
+                                                                # the object store (when online.wants(version))
     report = online.close()                                     # waits for calls in flight, stops the actors
 
 One WorldModelService actor (actors/world_model_service.py, slots = runtime.env_runners x envs_per_runner) holds
@@ -16,7 +18,12 @@ ratio of fresh env steps to updates holds whatever the relative speeds (overshoo
 runner). A runner call lost to a crash is counted and the restarted runner goes on with fresh episodes.
 Weights travel through Ray's object store as versions: `updated` sends the given parts every
 runtime.publish_every-th version without waiting for the swap (the next send first checks the previous one); the
-tokenizer is frozen after phase 1 and sent once. Versions: 1 + the updates of phases 2 and 3 so far
+tokenizer is frozen after phase 1 and sent once. When phase 2 trains on learner actors
+(system/runtime/phase_learners.py), rank 0 puts its weights into the object store and the driver forwards the
+reference (`weights=`): the tensors go from the learner to the service without passing through the driver, and
+with `placement` (system/runtime/placement.py) the service runs in the learners' placement group (on a GPU node,
+next to rank 0). A version not newer than the last one sent (steps redone after a learner group restart) is
+not sent again. Versions: 1 + the updates of phases 2 and 3 so far
 (system/run/weights_version.py), so they only increase across the phases of one process.
 Progress: at most every runtime.report_every_s (checked at each update), when calls answered since the last one,
 a metrics line of phase "online" (step = the weights version; MetricsLog prints it too): env steps and finished
@@ -34,12 +41,14 @@ import time
 
 import numpy as np
 import ray
+from ray.exceptions import ObjectLostError
 
 from actors.crafter_env_runner import CrafterEnvRunner, EnvRunnerSpec
 from actors.world_model_service import ServiceSpec, WorldModelService
 from system.envs.action_space import crafter_action_space
 from system.runtime.collection import CollectionReport, drive_runners
 from system.runtime.phase1_collection import runner_replay_config
+from system.runtime.placement import runner_options
 
 ONLINE_SEED_TAG = 2  # phase-1 runners use data.collect.seed itself
 
@@ -49,8 +58,9 @@ def cpu_state(module) -> dict:
 
 
 class OnlineCollection:
-    def __init__(self, cfg, store, tokenizer, log):
+    def __init__(self, cfg, store, tokenizer, log, placement=None):
         self.cfg, self.store, self.tokenizer, self.log = cfg, store, tokenizer, log
+        self.placement = placement       # the learners' placement, where the service goes too (or None)
         self.table = cfg.data.ingest.table
         self.rt = cfg.runtime
         self.service = None
@@ -67,21 +77,33 @@ class OnlineCollection:
         self.steps_shown = 0
 
     # -- driver side ---------------------------------------------------------------------------------------------
-    def begin(self, version: int, dynamics, policy) -> None:
-        """Starts the service and the runners with these weights, or (later phases) sends them as `version`."""
+    def begin(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None) -> None:
+        """Starts the service and the runners with these weights, or (later phases) sends them as `version`.
+        `weights`: instead of the modules, an object reference to their state dicts ("tokenizer", "dynamics",
+        "policy"; the tokenizer is needed when this call starts the service)."""
         if self.service is None:
-            self._start(version, dynamics, policy)
+            self._start(version, weights if weights is not None else {
+                "tokenizer": cpu_state(self.tokenizer), "dynamics": cpu_state(dynamics), "policy": cpu_state(policy)})
         elif version > self.version:  # equal: phase 3 starts from the weights phase 2 sent last
-            self._send(version, {"dynamics": cpu_state(dynamics), "policy": cpu_state(policy)})
+            self._send(version, weights if weights is not None else
+                       {"dynamics": cpu_state(dynamics), "policy": cpu_state(policy)})
 
-    def updated(self, version: int, dynamics=None, policy=None) -> None:
+    def wants(self, version: int) -> bool:
+        """Whether `updated(version, ...)` would send weights (every runtime.publish_every-th, newer version)."""
+        return (version - 1) % self.rt.publish_every == 0 and version > self.version
+
+    def updated(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None) -> None:
         """One training update done (the weights are now `version`): more env steps are allowed, and every
-        runtime.publish_every-th version the given parts go to the service."""
+        runtime.publish_every-th version the given parts (modules, or an object reference to their state dicts)
+        go to the service."""
         self._raise_if_failed()
         self.updates += 1
         if time.perf_counter() - self.last_line >= self.rt.report_every_s:
             self._line()
-        if (version - 1) % self.rt.publish_every == 0:
+        if self.wants(version):
+            if weights is not None:
+                self._send(version, weights)
+                return
             parts = {name: cpu_state(module) for name, module in (("dynamics", dynamics), ("policy", policy))
                      if module is not None}
             if parts:
@@ -113,21 +135,23 @@ class OnlineCollection:
         return self.report
 
     # -- internals -----------------------------------------------------------------------------------------------
-    def _start(self, version: int, dynamics, policy) -> None:
+    def _start(self, version: int, weights) -> None:
         cfg, rt = self.cfg, self.rt
         slots = rt.env_runners * rt.envs_per_runner
+        placed = self.placement is not None and self.placement.plan.service is not None
         spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
                            cfg.dynamics.generation, slots=slots, max_batch=slots, seed=cfg.seed + 11, threads=1,
-                           device="cuda" if str(cfg.device).startswith("cuda") else "cpu")
-        # one GPU device shared with the driver's training where the run has one
-        options = {"num_gpus": 0.5} if spec.device == "cuda" else {}
+                           device="cuda" if placed or str(cfg.device).startswith("cuda") else "cpu")
+        if placed:  # its bundle beside the learner ranks (placement.py)
+            options = self.placement.service_options()
+        else:       # one GPU device shared with the driver's training where the run has one
+            options = {"num_gpus": 0.5} if spec.device == "cuda" else {}
         self.service = WorldModelService.options(**options).remote(spec)
-        self._send(version, {"tokenizer": cpu_state(self.tokenizer), "dynamics": cpu_state(dynamics),
-                             "policy": cpu_state(policy)})
+        self._send(version, weights)
         seed = int(np.random.SeedSequence([cfg.data.collect.seed, ONLINE_SEED_TAG, version]).generate_state(1)[0]
                    % 2**30)
         replay_cfg = runner_replay_config(cfg, self.store)
-        self.runners = [CrafterEnvRunner.options(max_restarts=-1).remote(
+        self.runners = [CrafterEnvRunner.options(**runner_options(max_restarts=-1)).remote(
             EnvRunnerSpec(index=k, table=self.table, envs=rt.envs_per_runner, size=tuple(cfg.data.ingest.size),
                           max_episode_steps=cfg.data.collect.max_episode_steps, seed=seed, policy="service",
                           service=self.service), replay_cfg) for k in range(rt.env_runners)]
@@ -137,10 +161,15 @@ class OnlineCollection:
         self.thread = threading.Thread(target=self._collect, name="online-collection", daemon=True)
         self.thread.start()
 
-    def _send(self, version: int, parts: dict) -> None:
+    def _send(self, version: int, parts) -> None:
+        """parts: state dicts by name, or an object reference to them (passed on: Ray resolves it in the service)."""
         if self.sending is not None:
-            ray.get(self.sending)  # the previous swap's error (a bad state dict) surfaces here
-        self.sending = self.service.set_weights.remote(int(version), ray.put(parts))
+            try:
+                ray.get(self.sending)  # the previous swap's error (a bad state dict) surfaces here
+            except ObjectLostError:
+                pass  # a learner that owned those weights died before the service fetched them: this one is newer
+        ref = parts if isinstance(parts, ray.ObjectRef) else ray.put(parts)
+        self.sending = self.service.set_weights.remote(int(version), ref)
         self.version = version
 
     def _collect(self) -> None:

@@ -17,6 +17,7 @@ import ray
 from actors.crafter_env_runner import CrafterEnvRunner, EnvRunnerSpec
 from system.replay import ReplayError
 from system.runtime.collection import collect_env_steps
+from system.runtime.placement import runner_options
 from system.runtime.ray_cluster import ray_session
 
 
@@ -50,7 +51,7 @@ def collect_with_env_runners(cfg, store, console) -> None:
     with ray_session(num_cpus=rt.num_cpus or None) as session:
         console.print(f"ray: {'started a local instance' if session.local else 'joined the cluster'} at "
                       f"{session.address}")
-        runners = [CrafterEnvRunner.options(max_restarts=-1).remote(
+        runners = [CrafterEnvRunner.options(**runner_options(max_restarts=-1)).remote(
             EnvRunnerSpec(index=k, table=table, envs=rt.envs_per_runner, size=tuple(cfg.data.ingest.size),
                           max_episode_steps=cfg.data.collect.max_episode_steps, seed=cfg.data.collect.seed),
             replay_cfg) for k in range(rt.env_runners)]

@@ -12,6 +12,9 @@ Agent features: the relevant sequences are re-noised to the context level genera
 pass feeds the heads (so heads train on the same features they read at test time). Gradients of BC and reward
 reach the transformer through the agent tokens only (nothing reads agent tokens, the latents are unaffected).
 Every term is divided by its own running RMS (detached; system/objectives/loss_norm.py).
+Every row draws its noise from its own seed (trainer seed, step, row), so with data parallelism (`shard`,
+`grad_sync`, `rank_mean`: system/training/data_parallel.py) N ranks take the step one process takes on the
+global batch.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import torch
 from system.imagination.generation import context_signal
 from system.objectives.agent_losses import behaviour_cloning_loss, continuation_loss, reward_loss
 from system.objectives.loss_norm import RunningRMS
-from system.objectives.shortcut import ShortcutConfig, noise_latents, shortcut_loss
+from system.objectives.shortcut import FrameDraws, ShortcutConfig, noise_latents, num_bootstrap_rows, shortcut_loss
+from system.training.data_parallel import Shard
 from system.training.optim import make_optimizer, warmup_cosine
 
 
@@ -66,26 +70,38 @@ class AgentBatch(NamedTuple):
 
 
 def agent_features(model, z1: torch.Tensor, actions: torch.Tensor, task: torch.Tensor, context_noise: float,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """h (B, T, S_g, D) of clean latents re-noised to the context level (fresh noise)."""
+                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """h (B, T, S_g, D) of clean latents re-noised to the context level (fresh noise, or `noise` (B, T, N, D))."""
     b, t = z1.shape[:2]
     tau = torch.full((b, t), context_signal(model.k_max, context_noise), device=z1.device)
     d = torch.full((b, t), 1.0 / model.k_max, device=z1.device)
-    noise = torch.randn(z1.shape, generator=generator, device=z1.device, dtype=z1.dtype)
+    if noise is None:
+        noise = torch.randn(z1.shape, generator=generator, device=z1.device, dtype=z1.dtype)
     return model(noise_latents(z1, noise, tau), tau, d, actions, task).agent
+
+
+class ReplayDraws(NamedTuple):
+    """The random numbers of one phase-2 step, drawn row by row (AgentTrainer.draws)."""
+    uniform: FrameDraws            # shortcut forcing on the uniform rows
+    bootstrap_rows: int            # how many of the first uniform rows bootstrap
+    relevant_noise: torch.Tensor   # (B_rel, T, N, D): the re-noising of the relevant rows' agent features
 
 
 def replay_losses(model, policy, reward, continuation, uniform: AgentBatch, relevant: AgentBatch,
                   shortcut: ShortcutConfig, dynamics_step: int, context_noise: float,
-                  generator: torch.Generator | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+                  generator: torch.Generator | None = None, draws: ReplayDraws | None = None,
+                  rank_mean=None) -> tuple[dict[str, torch.Tensor], dict]:
     """The phase-2 terms on replay rows: shortcut forcing on `uniform`; BC of `policy`, reward and (if the head
     exists) continuation on the agent features of `relevant`. Phase 3's full finetuning reuses them with the
-    frozen prior as `policy` (its BC keeps the features the prior reads meaningful)."""
+    frozen prior as `policy` (its BC keeps the features the prior reads meaningful). Random numbers come from
+    `generator`, or from `draws` (drawn row by row); rank_mean: data parallel (agent_losses)."""
     dyn, metrics = shortcut_loss(model, uniform.z1, uniform.actions, shortcut, dynamics_step, generator,
-                                 uniform.task)
-    h = agent_features(model, relevant.z1, relevant.actions, relevant.task, context_noise, generator)
-    bc, m_bc = behaviour_cloning_loss(policy(h), relevant.actions, relevant.terminals)
-    rew, m_rew = reward_loss(reward, h, relevant.rewards, relevant.terminals)
+                                 uniform.task, draws=draws.uniform if draws else None,
+                                 bootstrap_rows=draws.bootstrap_rows if draws else None)
+    h = agent_features(model, relevant.z1, relevant.actions, relevant.task, context_noise, generator,
+                       noise=draws.relevant_noise if draws else None)
+    bc, m_bc = behaviour_cloning_loss(policy(h), relevant.actions, relevant.terminals, rank_mean)
+    rew, m_rew = reward_loss(reward, h, relevant.rewards, relevant.terminals, rank_mean)
     terms = {"dynamics": dyn, "bc": bc, "reward": rew}
     metrics = {**{k: float(v) for k, v in metrics.items()}, **m_bc, **m_rew}
     if continuation is not None:
@@ -96,12 +112,13 @@ def replay_losses(model, policy, reward, continuation, uniform: AgentBatch, rele
 
 class AgentTrainer:
     TERMS = ("dynamics", "bc", "reward", "continuation")
+    UNIFORM, RELEVANT = 0, 1       # seed streams of the two row sets
 
     def __init__(self, model, heads, cfg: AgentTrainConfig, shortcut: ShortcutConfig, seed: int = 0,
                  dynamics_step: int = 0):
         """dynamics_step: the phase-1 step the dynamics continues from (the shortcut's bootstrap warm-up)."""
         self.model, self.heads, self.cfg, self.shortcut = model, heads, cfg, shortcut
-        self.dynamics_step = dynamics_step
+        self.dynamics_step, self.seed = dynamics_step, seed
         device = next(model.parameters()).device
         trained = torch.nn.ModuleDict({"model": model, "policy": heads.policy, "reward": heads.reward})
         if heads.continuation is not None:
@@ -109,15 +126,34 @@ class AgentTrainer:
         self.optimizer = make_optimizer(trained, cfg.lr, cfg.weight_decay)
         self.trained = trained
         self.norms = torch.nn.ModuleDict({k: RunningRMS(cfg.loss_rms_decay) for k in self.TERMS}).to(device)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.step = 0
+        # data parallel (system/training/data_parallel.py): rows held, gradient average, masked-mean counts
+        self.shard = Shard()
+        self.grad_sync = None
+        self.rank_mean = None
+
+    def data_parallel_parts(self):
+        return self.trained, self.norms
+
+    def draws(self, uniform: AgentBatch, relevant: AgentBatch) -> ReplayDraws:
+        """Each row's numbers from a seed of (trainer seed, step, row set, its global row): the uniform and
+        relevant rows of a rank are its shares of the global uniform and relevant rows."""
+        shard, z = self.shard, uniform.z1
+        rows = uniform.z1.shape[0]
+        boot = num_bootstrap_rows(rows * shard.world_size, self.shortcut, self.dynamics_step + self.step)
+        rel = FrameDraws.draw(shard.row_seeds(relevant.z1.shape[0], self.seed, self.step, self.RELEVANT),
+                              relevant.z1.shape[1], tuple(relevant.z1.shape[2:]), z.device, z.dtype)
+        return ReplayDraws(FrameDraws.draw(shard.row_seeds(rows, self.seed, self.step, self.UNIFORM), z.shape[1],
+                                           tuple(z.shape[2:]), z.device, z.dtype),
+                           shard.count_below(boot), rel.noise)
 
     def losses(self, uniform: AgentBatch, relevant: AgentBatch) -> tuple[dict[str, torch.Tensor], dict]:
         return replay_losses(self.model, self.heads.policy, self.heads.reward, self.heads.continuation, uniform,
                              relevant, self.shortcut, self.dynamics_step + self.step, self.cfg.context_noise,
-                             self.generator)
+                             draws=self.draws(uniform, relevant), rank_mean=self.rank_mean)
 
     def train_step(self, uniform: AgentBatch, relevant: AgentBatch) -> dict[str, float]:
+        """One step on this rank's uniform and relevant rows (all of them in one process)."""
         self.model.train()
         self.heads.train()
         cfg = self.cfg
@@ -128,6 +164,8 @@ class AgentTrainer:
         total = sum(self.norms[name](loss) for name, loss in terms.items())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.trained)
         if cfg.grad_clip > 0:
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.trained.parameters(), cfg.grad_clip))
         self.optimizer.step()

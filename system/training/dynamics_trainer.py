@@ -6,8 +6,10 @@
 
 A step splits the batch into sequences and single images (batch_schedule.split_images), computes the shortcut
 forcing loss of each part (weighted by its frame count), divides the total by its running RMS (the paper's
-loss normalisation; the dynamics loss is one term here, detached divisor) and takes an AdamW step. The world-
-model learner (learners/) wraps this; nothing here imports Ray.
+loss normalisation; the dynamics loss is one term here, detached divisor) and takes an AdamW step. Every row
+draws its noise and signal levels from its own seed (trainer seed, step, row), so with data parallelism
+(`shard`, `grad_sync`: system/training/data_parallel.py) N ranks take the step one process takes on the
+global batch. The world-model learner (learners/) wraps this; nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 import torch
 
 from system.objectives.loss_norm import RunningRMS
-from system.objectives.shortcut import ShortcutConfig, shortcut_loss
+from system.objectives.shortcut import FrameDraws, ShortcutConfig, num_bootstrap_rows, shortcut_loss
 from system.training.batch_schedule import BatchSchedule, BatchScheduleConfig, split_images
+from system.training.data_parallel import Shard
 from system.training.optim import make_optimizer, warmup_cosine
 
 
@@ -45,34 +48,57 @@ def lr_at(step: int, cfg: DynamicsTrainConfig) -> float:
 
 class DynamicsTrainer:
     def __init__(self, model, cfg: DynamicsTrainConfig, seed: int = 0):
-        self.model, self.cfg = model, cfg
+        self.model, self.cfg, self.seed = model, cfg, seed
         device = next(model.parameters()).device
         self.optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
         self.norm = RunningRMS(cfg.loss_rms_decay).to(device)
-        self.generator = torch.Generator(device=device).manual_seed(seed)
         self.step = 0
+        # data parallel (system/training/data_parallel.py): the rows this rank holds, the gradient average
+        self.shard = Shard()
+        self.grad_sync = None
+
+    def data_parallel_parts(self):
+        return self.model, self.norm
 
     def loss(self, z1: torch.Tensor, actions: torch.Tensor | None, images: int = 0,
              task: torch.Tensor | None = None):
-        """Shortcut forcing loss of a batch whose first `images` sequences are single images."""
-        parts = split_images(z1, actions, images)
-        frames = z1.shape[0] * z1.shape[1]
-        total, metrics = 0.0, {}
-        for name, (z, a) in zip(("seq", "img"), parts):
+        """Shortcut forcing loss of a batch: this rank's rows (all of them in one process) of a global batch
+        whose first `images` rows are single images. Each row's noise and signal levels come from a seed of
+        (trainer seed, step, its global row), and the bootstrap rows are the first ones of each part of the
+        global batch, so a row is trained alike whichever rank holds it."""
+        b, t = z1.shape[:2]
+        shard, local_images = self.shard, self.shard.count_below(images)
+        total = b * shard.world_size
+        draws = FrameDraws.draw(shard.row_seeds(b, self.seed, self.step), t, tuple(z1.shape[2:]), z1.device,
+                                z1.dtype)
+        seq_draws, img_draws = draws.split_images(local_images)
+        ids = shard.rows(b)
+        # bootstrap rows: the first of the global sequence rows, and of the global single-image rows (row i,
+        # frame f is single image i * t + f)
+        seq_boot = num_bootstrap_rows(total - images, self.cfg.shortcut, self.step)
+        img_boot = num_bootstrap_rows(images * t, self.cfg.shortcut, self.step)
+        boot = {"seq": shard.count_below(images + seq_boot) - local_images,
+                "img": sum(min(max(img_boot - i * t, 0), t) for i in ids[:local_images])}
+        parts = split_images(z1, actions, local_images)
+        frames = b * t
+        total_loss, metrics = 0.0, {}
+        for name, (z, a), part_draws in zip(("seq", "img"), parts, (seq_draws, img_draws)):
             if z.shape[0] == 0:
                 continue
             part_task = None
             if task is not None:
-                part_task = task[images:] if name == "seq" else task[:images].repeat_interleave(z1.shape[1])
-            loss, m = shortcut_loss(self.model, z, a, self.cfg.shortcut, self.step, self.generator, part_task)
+                part_task = task[local_images:] if name == "seq" else task[:local_images].repeat_interleave(t)
+            loss, m = shortcut_loss(self.model, z, a, self.cfg.shortcut, self.step, task=part_task,
+                                    draws=part_draws, bootstrap_rows=boot[name])
             share = z.shape[0] * z.shape[1] / frames
-            total = total + share * loss
+            total_loss = total_loss + share * loss
             for key, value in m.items():
                 metrics[key] = metrics.get(key, 0.0) + share * value
-        return total, metrics
+        return total_loss, metrics
 
     def train_step(self, z1: torch.Tensor, actions: torch.Tensor | None, images: int = 0,
                    task: torch.Tensor | None = None) -> dict[str, float]:
+        """One step on this rank's rows; `images`: single-image rows of the global batch (see loss)."""
         self.model.train()
         cfg = self.cfg
         lr = lr_at(self.step, cfg)
@@ -81,6 +107,8 @@ class DynamicsTrainer:
         loss, metrics = self.loss(z1, actions, images, task)
         self.optimizer.zero_grad(set_to_none=True)
         self.norm(loss).backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.model)
         if cfg.grad_clip > 0:
             metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()
@@ -88,7 +116,6 @@ class DynamicsTrainer:
         out = {key: float(value) for key, value in metrics.items()}
         out.update(step=self.step, lr=lr, loss_rms=float(self.norm.rms))
         return out
-
 
     def state_dict(self) -> dict:
         """Model, optimizer, loss normaliser and step: what a resumed run needs (tensors and primitives only)."""

@@ -53,6 +53,10 @@ class TokenizerTrainer:
         self.step_count = 0
         self.grad_sync = None  # data parallel: called on the model between backward and clipping
 
+    def data_parallel_parts(self) -> tuple[nn.Module, nn.Module]:
+        """(trained module, module holding the RunningRMS normalisers): system/training/data_parallel.py."""
+        return self.model, self.loss_fn
+
     def step(self, frames: torch.Tensor) -> dict[str, float]:
         self.model.train()
         self.loss_fn.train()

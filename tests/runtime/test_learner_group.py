@@ -8,7 +8,8 @@ import signal
 import numpy as np
 import pytest
 
-from learners.world_model_learner import TokenizerLearner
+from learners.world_model_learner import WorldModelLearner
+from system.phases.train_tokenizer import TokenizerLearnerSpec
 from system.runtime.learner_group import GroupRestarted, LearnerGroup, PlacementTimeout
 from tests.training.test_data_parallel import SECTION, SEED, TOLERANCE, _max_difference, _reference
 
@@ -22,9 +23,8 @@ RESTART_TOLERANCE = 2 * TOLERANCE
 def test_a_killed_rank_rebuilds_the_group_from_the_checkpoint(local_ray, tmp_path):
     rng = np.random.default_rng(0)
     batches = [rng.integers(0, 256, (4, 3, 16, 16, 3), dtype=np.uint8) for _ in range(3)]
-    group = LearnerGroup(lambda rank, world, placement: TokenizerLearner.options(
-        num_cpus=1, scheduling_strategy=placement).remote(SECTION, None, rank=rank, world_size=world, seed=SEED),
-        2, tmp_path / "tok_dp.pt")
+    group = LearnerGroup(lambda rank, world, options: WorldModelLearner.options(**options).remote(
+        TokenizerLearnerSpec(SECTION, seed=SEED), rank, world), 2, tmp_path / "tok_dp.pt")
 
     def step(frames):
         return lambda learners: [learners[r].train_on.remote(frames[2 * r:2 * r + 2]) for r in range(2)]
@@ -50,17 +50,23 @@ def test_a_killed_rank_rebuilds_the_group_from_the_checkpoint(local_ray, tmp_pat
 def test_the_ranks_are_placed_together_or_not_at_all(local_ray, tmp_path):
     made = []
 
-    def make(rank, world, placement):
+    given = []
+
+    def make(rank, world, options):
         made.append(rank)
-        return TokenizerLearner.options(num_cpus=1, scheduling_strategy=placement).remote(
-            SECTION, None, rank=rank, world_size=world, seed=SEED)
+        given.append(options)
+        return WorldModelLearner.options(**options).remote(TokenizerLearnerSpec(SECTION, seed=SEED), rank, world)
 
     group = LearnerGroup(make, 2, tmp_path / "tok_dp.pt")
     group.start()
     try:  # both ranks hold a bundle of one placement group: the instance's 2 CPUs are reserved by it
-        [table] = [t for t in local_ray.util.placement_group_table().values() if t["state"] == "CREATED"]
+        [(group_id, table)] = [(k, t) for k, t in local_ray.util.placement_group_table().items()
+                               if t["state"] == "CREATED"]
         assert table["strategy"] == "PACK" and len(table["bundles"]) == 2
         assert local_ray.available_resources().get("CPU", 0) == 0
+        # the ranks run inside it, each holding its bundle's CPU and no GPU
+        assert [(options["num_cpus"], options["num_gpus"]) for options in given] == [(1, 0)] * 2
+        assert local_ray.get([learner.placement_group_id.remote() for learner in group.learners]) == [group_id] * 2
     finally:
         group.stop()
     assert not [t for t in local_ray.util.placement_group_table().values() if t["state"] == "CREATED"]

@@ -27,12 +27,12 @@ class Log:
         self.lines.append((phase, step, scalars))
 
 
-def tiny_config(redis_server, tmp_path):
+def tiny_config(redis_server, tmp_path, overrides=()):
     cfg = load(["--config", "configs/smoke.yaml", "device=cpu", "runtime.env_runners=2", "runtime.envs_per_runner=1",
                 f"runtime.steps_per_call={STEPS_PER_CALL}", f"runtime.online_steps_per_update={RATIO}",
                 "runtime.publish_every=2", "runtime.report_every_s=0", "data.collect.max_episode_steps=6",
                 f"replay.url=redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0",
-                f"run_dir={tmp_path / 'run'}"])
+                f"run_dir={tmp_path / 'run'}", *overrides])
     return dataclasses.replace(
         cfg, tokenizer=dataclasses.replace(cfg.tokenizer, model=TOKENIZER,
                                           train=dataclasses.replace(cfg.tokenizer.train, seq_len=8)),
