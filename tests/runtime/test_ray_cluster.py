@@ -37,7 +37,7 @@ def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
         [str(BIN / "ray"), "job", "submit", f"--address={ray_head.dashboard_url}", "--working-dir", ".",
          "--", sys.executable, "-m", "system.main", "--config", "configs/smoke.yaml", "runtime.env_runners=1",
          "runtime.collect_env_steps=300", "runtime.steps_per_call=50", "runtime.online_steps_per_update=1",
-         "tokenizer.train.steps=2", "dynamics.train.steps=2",
+         "tokenizer.train.steps=2", "dynamics.train.steps=2", "agent.train.steps=4", "imagination.train.steps=4",
          "dynamics.eval_clips=2", "logging.wandb=disabled", "eval.backend=rllib", "eval.episodes=2", "eval.envs=2",
          "eval.max_steps=10", f"run_dir={run_dir}"])
     job = run_when_agent_is_up(submit, cwd=root, env=ray_head.client_env, timeout=600)
