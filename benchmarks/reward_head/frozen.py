@@ -10,14 +10,14 @@ from system.model.scalar_heads import RewardHead
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.objectives.agent_losses import reward_loss
 from system.training.agent_trainer import agent_features
-from tests.training.test_world_model_learning import net
+from tests.helpers.small_tokenizer import small_net
 d = pickle.load(open(WORK + "/eps.pkl", "rb"))
 from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 SEQ, ROWS, STEPS = 12, 8, int(sys.argv[1]) if len(sys.argv) > 1 else 400
 torch.manual_seed(0)
 tok = Tokenizer(TokenizerConfig(image_size=(64, 64), patch_size=8, num_latents=64, latent_dim=4, mask_prob_max=0.5,
-                                encoder=net(64, 4, 4, 2), decoder=net(64, 4, 4, 2))).eval()
-cfg = DynamicsConfig(transformer=net(64, 4, 2, 16), latent_tokens=64, latent_dim=4, packed_tokens=32,
+                                encoder=small_net(64, 4, 4, 2, "index"), decoder=small_net(64, 4, 4, 2, "index"))).eval()
+cfg = DynamicsConfig(transformer=small_net(64, 4, 2, 16, "index"), latent_tokens=64, latent_dim=4, packed_tokens=32,
                      registers=2, agent_tokens=1, num_tasks=1, k_max=16)
 model = Dynamics(cfg, crafter_action_space()).eval()
 t0 = time.time()

@@ -15,7 +15,7 @@ from system.objectives.shortcut import ShortcutConfig
 from system.training.agent_trainer import AgentBatch, AgentTrainConfig, AgentTrainer, agent_features
 from system.training.batch_schedule import BatchScheduleConfig
 from system.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
-from tests.training.test_world_model_learning import net, train_tokenizer
+from tests.helpers.small_tokenizer import small_net, train_small_tokenizer
 t0 = time.time()
 def say(*a): print(f"[{time.time() - t0:6.0f}s]", *a, flush=True)
 raw = pickle.load(open(WORK + "/eps.pkl", "rb"))
@@ -24,9 +24,9 @@ train, held = [E(x) for x in raw["train"]], [E(x) for x in raw["held"]]
 SEQ, seed = 12, 0
 from tests.training.test_agent_learning import auc  # the long test's measure, not a copy
 torch.manual_seed(seed)
-tokenizer = train_tokenizer(train, seed); say("tokenizer done")
+tokenizer = train_small_tokenizer(train, 400, seed, space_positions="index").model; say("tokenizer done")
 space = crafter_action_space()
-cfg = DynamicsConfig(transformer=net(64, 4, 2, 16), latent_tokens=64, latent_dim=4, packed_tokens=32,
+cfg = DynamicsConfig(transformer=small_net(64, 4, 2, 16, "index"), latent_tokens=64, latent_dim=4, packed_tokens=32,
                      registers=2, agent_tokens=1, num_tasks=1, k_max=16)
 torch.manual_seed(seed)
 model = Dynamics(cfg, space)

@@ -25,7 +25,7 @@ from system.training.agent_trainer import AgentBatch, AgentTrainConfig, AgentTra
 from system.training.batch_schedule import BatchScheduleConfig
 from system.training.dynamics_trainer import DynamicsTrainConfig, train_dynamics
 from system.training.imagination_trainer import ImaginationTrainConfig, ImaginationTrainer
-from tests.training.test_world_model_learning import net, train_tokenizer
+from tests.helpers.small_tokenizer import small_net, train_small_tokenizer
 
 TRAIN_EPISODES, HELD_OUT_EPISODES, EPISODE_STEPS = 24, 12, 150
 DYNAMICS_STEPS, AGENT_STEPS, SEQ = 400, 400, 12
@@ -86,9 +86,11 @@ def learning_run(seed: int) -> tuple[dict[str, float], dict]:
     held = [s.read() for s in crafter_sources(CollectConfig(episodes=HELD_OUT_EPISODES, policy="scripted",
                                                             seed=2_000_003, max_episode_steps=EPISODE_STEPS))]
     torch.manual_seed(seed)
-    tokenizer = train_tokenizer(train, seed)
+    # index positions and 400 steps: the settings these opt-in checks were measured with
+    tokenizer = train_small_tokenizer(train, 400, seed, space_positions="index").model
     space = crafter_action_space()
-    cfg = DynamicsConfig(transformer=net(64, 4, 2, 16), latent_tokens=64, latent_dim=4, packed_tokens=32,
+    cfg = DynamicsConfig(transformer=small_net(64, 4, 2, 16, "index"), latent_tokens=64, latent_dim=4,
+                         packed_tokens=32,
                          registers=2, agent_tokens=1, num_tasks=1, k_max=16)
     torch.manual_seed(seed)
     model = Dynamics(cfg, space)
