@@ -14,7 +14,8 @@ seeded by --seed, so every call on the same checkpoints gives the same numbers):
 - tokenizer: held-out reconstruction PSNR (mean over frames of the per-frame PSNR), MSE, retrieval (target 30 dB);
 - dynamics: open-loop PSNR over the first 8 and all `horizon` frames against copying the last context frame
   (target: beats it), true vs shuffled actions (a clear gap), K = sampling steps vs K = k_max (within 1 dB);
-  the phase-1 model (dynamics.pt);
+  "one_step": teacher-forced one-step latent errors on static and moving frames against copying, with the
+  true and another action (system/imagination/one_step.py); the phase-1 model (dynamics.pt);
 - agent: live Crafter return, score and achievement rates over --episodes episodes (eval worlds: seed +
   2_000_003) for a uniform random policy, the phase-2 BC policy (agent.pt) and the phase-3 policy
   (imagination.pt); target: phase 3 > phase 2 > random on the score. Needs Crafter (dataset runs: skipped).
@@ -36,6 +37,7 @@ from system.data.held_out import held_out_windows as crafter_held_out_windows
 from system.data.ingested_tables import held_out_from_table, run_action_space
 from system.envs.crafter_env import CrafterEnv
 from system.imagination.acting_service import ActingService, ActResult
+from system.imagination.one_step import one_step_figures
 from system.imagination.open_loop import open_loop_figures
 from system.model.agent_heads import AgentHeads
 from system.model.dynamics import Dynamics
@@ -150,6 +152,7 @@ def dynamics_figures(cfg: Config, tokenizer, dynamics, frames, actions, seed: in
         out[f"open_loop_psnr_db_k{dynamics.k_max}"] = figures[f"open_loop_psnr_k{dynamics.k_max}"]
         out["k_gap_db"] = abs(figures[f"open_loop_psnr_k{k}"] - figures[f"open_loop_psnr_k{dynamics.k_max}"])
         out["k_within_target"] = out["k_gap_db"] <= TARGETS["k_gap_db"]
+    out["one_step"] = one_step_figures(dynamics, result.true_z, actions, c, generator=generator)
     truth = frames[:, c:]
     rows = [row for pair in zip(truth[:4], result.imagined[:4]) for row in pair]
     write_grid(run_dir / "videos" / "quality_open_loop.png", rows)

@@ -31,6 +31,9 @@ def test_quality_json_holds_every_phase_and_its_baselines(finished_run, capsys):
     assert horizon == 3 and {f"open_loop_psnr_db_{horizon}", f"copy_last_psnr_db_{horizon}", "action_gap_db",
                              "k_gap_db", "open_loop_psnr_db_k64"} <= set(dynamics)
     assert "open_loop_psnr_db_8" not in dynamics  # a 3-frame horizon has no 8-frame figure
+    one_step = dynamics["one_step"]
+    assert one_step["samples"] == 2 * horizon and one_step["copy_mse"] >= 0
+    assert {"mse_tau0", "mse_moving_tau0", "mse_moving_other_action_tau0", "mse_tau0.5"} <= set(one_step)
     # the copy-last baseline, recomputed from the same held-out windows (same seed: the same offsets)
     cfg = load(["--config", str(finished_run / "config.yaml")])
     frames, _ = held_out_windows(cfg, 2, cfg.dynamics.eval_context + horizon, seed=0)

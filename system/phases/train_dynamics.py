@@ -9,7 +9,8 @@ Each step samples the batch schedule's (B, T) sequences from replay, encodes the
 shortcut-forcing step (system/training/dynamics_trainer.py).
 Out: checkpoints/dynamics.pt ({"model", "optimizer", "loss_norm", "step", "config"}), metric lines of phase
      "dynamics" and "dynamics_eval" (open-loop PSNR of imagined frames with K and K_max steps, against
-     copying the last context frame and against shuffled actions; retrieval of the last imagined frame),
+     copying the last context frame and against shuffled actions; retrieval of the last imagined frame; and
+     one_step_*: teacher-forced one-step errors on static and moving frames, system/imagination/one_step.py),
      videos/dynamics_open_loop.png and .mp4 (per held-out clip: the real future above the imagined one).
 `train_elsewhere(path)` (the main job with runtime.learners > 0: Ray learner actors,
 system/runtime/phase_learners.py) takes the training steps and leaves the same checkpoint at `path`; the
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from system.envs.action_space import ActionSpace
+from system.imagination.one_step import one_step_figures
 from system.imagination.open_loop import open_loop_figures
 from system.model.dynamics import Dynamics, check_matches_tokenizer
 from system.model.tokenizer import Tokenizer, TokenizerConfig
@@ -153,6 +155,8 @@ def evaluate(section: DynamicsSection, tokenizer, model, held_out, run_dir: Path
                                         generator)
     figures["open_loop_psnr"] = figures[f"open_loop_psnr_k{k}"]
     figures["open_loop_latent_mse"] = figures[f"open_loop_latent_mse_k{k}"]
+    one_step = one_step_figures(model, result.true_z, actions, c, generator=generator)
+    figures.update({f"one_step_{key}": value for key, value in one_step.items()})
     log.write("dynamics_eval", step, figures)
     truth = frames[:, c:]
     rows = [row for pair in zip(truth[:4], result.imagined[:4]) for row in pair]  # real above imagined
