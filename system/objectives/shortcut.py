@@ -45,10 +45,17 @@ class ShortcutConfig:
     # Bootstrap rows draw d per frame with d_min among the choices, so a row holds stepping frames beside d_min
     # frames as generation does. False: every frame of a bootstrap row steps (d > d_min; ablation only).
     mixed_bootstrap_rows: bool = True
+    # Share of the flow frames (d = d_min) given the cleanest input of the grid, tau = 1 - d_min, instead of a
+    # uniform tau. They stand for the clean context frames generation feeds, so a small model sees clean
+    # predecessors often enough to learn to copy what stays and move what moves [ours, for CPU budgets;
+    # 0 = the paper's uniform per-frame tau; docs/architecture.md "What the small configs change"].
+    clean_context_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.bootstrap_fraction <= 1.0:
             raise ValueError(f"bootstrap_fraction must be in [0, 1], got {self.bootstrap_fraction}")
+        if not 0.0 <= self.clean_context_fraction < 1.0:
+            raise ValueError(f"clean_context_fraction must be in [0, 1), got {self.clean_context_fraction}")
 
 
 def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
@@ -71,22 +78,26 @@ def num_bootstrap_rows(batch: int, cfg: ShortcutConfig, step: int) -> int:
 
 def sample_signal(batch: int, frames: int, k_max: int, bootstrap_rows: int = 0,
                   generator: torch.Generator | None = None, device=None,
-                  mixed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                  mixed: bool = True, clean_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame (tau, d), each (B, T) float32, exactly on the grid (signal_on_grid of fresh uniforms).
 
     Rows >= bootstrap_rows: d = 1/K_max. Rows < bootstrap_rows: d = 2^-e per frame, e uniform in
     {0, ..., log2 K_max} (d_min included, so a row mixes stepping frames with d_min frames, as generation
-    does; mixed=False leaves d_min out). Every tau is i * d with i uniform in {0, ..., 1/d - 1}."""
+    does; mixed=False leaves d_min out). Every tau is i * d with i uniform in {0, ..., 1/d - 1}; with
+    clean_fraction > 0 that share of the d_min frames takes tau = 1 - d_min instead."""
     level = torch.rand(batch, frames, generator=generator, device=device)
     position = torch.rand(batch, frames, generator=generator, device=device)
-    return signal_on_grid(level, position, k_max, bootstrap_rows, mixed)
+    clean = torch.rand(batch, frames, generator=generator, device=device) if clean_fraction else None
+    return signal_on_grid(level, position, k_max, bootstrap_rows, mixed, clean, clean_fraction)
 
 
 def signal_on_grid(level: torch.Tensor, position: torch.Tensor, k_max: int, bootstrap_rows: int = 0,
-                   mixed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tau, d) from two (B, T) uniforms in [0, 1): `level` picks the step size of a bootstrap row's frame,
-    `position` the point on that step size's grid. Powers of two and their multiples below 1 are exact in
-    float32, so tau / d is an exact integer."""
+                   mixed: bool = True, clean: torch.Tensor | None = None,
+                   clean_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tau, d) from (B, T) uniforms in [0, 1): `level` picks the step size of a bootstrap row's frame,
+    `position` the point on that step size's grid, and a d_min frame whose `clean` draw is below
+    `clean_fraction` gets tau = 1 - d_min. Powers of two and their multiples below 1 are exact in float32, so
+    tau / d is an exact integer."""
     levels = int(math.log2(k_max))
     if 2 ** levels != k_max:
         raise ValueError(f"k_max must be a power of two, got {k_max}")
@@ -97,6 +108,8 @@ def signal_on_grid(level: torch.Tensor, position: torch.Tensor, k_max: int, boot
     steps = torch.pow(2, exponent)                                    # 1/d, int
     index = torch.minimum((position * steps).long(), steps - 1)      # uniform in {0, ..., 1/d - 1}
     d = 1.0 / steps.float()
+    if clean is not None and clean_fraction > 0:
+        index = torch.where((clean < clean_fraction) & (steps == k_max), steps - 1, index)
     return index.float() * d, d
 
 
@@ -112,28 +125,30 @@ class FrameDraws:
     noise: torch.Tensor      # (B, T, N, D) z0 ~ N(0, I)
     level: torch.Tensor      # (B, T) U[0, 1): the step size of a bootstrap frame
     position: torch.Tensor   # (B, T) U[0, 1): tau on that step size's grid
+    clean: torch.Tensor      # (B, T) U[0, 1): below clean_context_fraction, a d_min frame is clean
 
     @classmethod
     def draw(cls, seeds: list[int], frames: int, latent_shape: tuple[int, ...], device=None,
              dtype: torch.dtype = torch.float32) -> FrameDraws:
-        noise, level, position = [], [], []
+        noise, level, position, clean = [], [], [], []
         for seed in seeds:
             g = torch.Generator(device=device).manual_seed(seed)
             noise.append(torch.randn((frames, *latent_shape), generator=g, device=device, dtype=dtype))
             level.append(torch.rand(frames, generator=g, device=device))
             position.append(torch.rand(frames, generator=g, device=device))
+            clean.append(torch.rand(frames, generator=g, device=device))  # drawn last: the others stay as they were
         if not seeds:
-            return cls(torch.zeros((0, frames, *latent_shape), device=device, dtype=dtype),
-                       torch.zeros(0, frames, device=device), torch.zeros(0, frames, device=device))
-        return cls(torch.stack(noise), torch.stack(level), torch.stack(position))
+            empty = torch.zeros(0, frames, device=device)
+            return cls(torch.zeros((0, frames, *latent_shape), device=device, dtype=dtype), empty, empty, empty)
+        return cls(torch.stack(noise), torch.stack(level), torch.stack(position), torch.stack(clean))
 
     def split_images(self, images: int) -> tuple[FrameDraws, FrameDraws]:
         """(sequence rows images.., the first `images` rows as one-frame rows), as batch_schedule.split_images
         splits the latents."""
         def alone(x: torch.Tensor) -> torch.Tensor:
             return x[:images].reshape(images * x.shape[1], 1, *x.shape[2:])
-        return (FrameDraws(self.noise[images:], self.level[images:], self.position[images:]),
-                FrameDraws(alone(self.noise), alone(self.level), alone(self.position)))
+        return (FrameDraws(self.noise[images:], self.level[images:], self.position[images:], self.clean[images:]),
+                FrameDraws(alone(self.noise), alone(self.level), alone(self.position), alone(self.clean)))
 
 
 @torch.no_grad()
@@ -171,9 +186,11 @@ def shortcut_loss(model, z1: torch.Tensor, actions: torch.Tensor | None, cfg: Sh
     if signal is not None:
         tau, d = signal
     elif draws is not None:
-        tau, d = signal_on_grid(draws.level, draws.position, model.k_max, n_boot, cfg.mixed_bootstrap_rows)
+        tau, d = signal_on_grid(draws.level, draws.position, model.k_max, n_boot, cfg.mixed_bootstrap_rows,
+                                draws.clean, cfg.clean_context_fraction)
     else:
-        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device, cfg.mixed_bootstrap_rows)
+        tau, d = sample_signal(b, frames, model.k_max, n_boot, generator, z1.device, cfg.mixed_bootstrap_rows,
+                               cfg.clean_context_fraction)
     if noise is None:
         noise = draws.noise if draws is not None else torch.randn(z1.shape, generator=generator, device=z1.device,
                                                                   dtype=z1.dtype)

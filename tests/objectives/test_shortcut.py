@@ -97,6 +97,33 @@ def test_training_rows_hold_what_a_k4_rollout_feeds():
     assert (d > 1 / 64).all()   # the ablation: bootstrap rows without d_min frames
 
 
+def test_clean_context_fraction_makes_that_share_of_flow_frames_clean():
+    """clean_context_fraction = f: a share f of the d_min frames sits at tau = 1 - d_min, the rest stays
+    uniform on the grid, stepping frames of bootstrap rows are untouched, and f = 0 draws what it always drew."""
+    g = lambda: torch.Generator().manual_seed(3)
+    tau0, d0 = sample_signal(256, 16, 64, bootstrap_rows=64, generator=g())
+    tau, d = sample_signal(256, 16, 64, bootstrap_rows=64, generator=g(), clean_fraction=0.5)
+    assert torch.equal(d, d0)                                   # step sizes as before
+    flow = d == 1 / 64
+    clean = flow & (tau == 63 / 64) & (tau0 != 63 / 64)
+    share = clean.sum() / flow.sum()
+    assert 0.45 < share < 0.53, share                           # 0.5 * 63/64 of them moved to the top
+    assert torch.equal(tau[~flow], tau0[~flow])                 # stepping frames keep their tau
+    kept = flow & (tau != 63 / 64)
+    assert torch.equal(tau[kept], tau0[kept])                   # the others keep theirs
+    # through the loss, with per-row draws: the model sees the clean frames
+    seen = []
+    def record(z, tau, d, actions=None, task=None):
+        seen.append(tau.clone())
+        return DynamicsOutput(torch.zeros_like(z), None)
+    record.k_max = 64
+    cfg = ShortcutConfig(clean_context_fraction=0.5, bootstrap_warmup=10**9)
+    shortcut_loss(record, torch.zeros(32, 16, 2, 4), None, cfg, step=0, generator=torch.Generator().manual_seed(4))
+    assert 0.4 < (seen[0] == 63 / 64).float().mean() < 0.6
+    with pytest.raises(ValueError, match="clean_context_fraction"):
+        ShortcutConfig(clean_context_fraction=1.0)
+
+
 def test_d_min_frames_of_a_bootstrap_row_are_held_like_generation_context():
     """Frame 0 (d = d_min) stays at (z~, tau, d_min) in both half-step passes while frame 1 (d = 1/2) steps;
     frame 0 then takes the flow loss, frame 1 the bootstrap loss."""

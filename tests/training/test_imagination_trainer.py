@@ -13,6 +13,7 @@ def make(**kw):
     heads = AgentHeads(AgentHeadsConfig(hidden=16, mtp=1, bins=31), TOY_SPACE.components, 1, 32)
     with torch.no_grad():   # a reward head that says something, so advantages have both signs
         torch.nn.init.normal_(heads.reward.outputs[0].weight, std=0.5)
+        heads.continuation.net[-1].bias.fill_(3.0)   # imagined episodes go on (at 0.49 every step would be dead)
     cfg = ImaginationTrainConfig(batch_size=3, context=4, horizon=5, policy_lr=1e-2, value_lr=1e-2, **kw)
     return model, heads, ImaginationTrainer(model, heads, cfg, GenerationConfig(sampling_steps=2), seed=0)
 
