@@ -18,6 +18,8 @@ Sampling (diffusion forcing: every frame gets its own (tau, d)):
   no-grad passes of the bootstrap target run on the bootstrap rows only (0.5x extra compute at 25%, instead
   of 2x). Frames at d_min inside a bootstrap row are what generation feeds next to the frame it steps (context
   at d_min, the current frame at d = 1/K): they take the flow loss and stay put in the half-step passes.
+- `clean_context_fraction` f > 0 (small configs only; the paper's is 0): a share f of the d_min frames is put
+  at tau = 1 - d_min, so that clean predecessors, as generation feeds them, are common in training.
 Loss per frame, weighted by the ramp w(tau) = 0.9 tau + 0.1 (Eq. 8) and averaged over all frames:
 - d = d_min (flow): ||z1_hat - z1||^2 (mean over latent elements).
 - d > d_min (bootstrap, Eq. 7): (1 - tau)^2 ||(z1_hat - z~)/(1 - tau) - sg(b' + b'')/2||^2 with the two
