@@ -11,8 +11,8 @@ compared with copying frame t - 1, on all targets and on two parts of them:
 - static: frame t equals frame t - 1 (latent MSE below `static_mse`): copying is exact, so anything above
   copy's error is imprecision;
 - moving: the rest: the model must predict the change, mostly from the action.
-`other_action`: the same moving targets with the action of frame t taken from another sample (rolled by one
-over the batch), the context unchanged: a model that uses the action gets worse; one that ignores it does not.
+`other_action`: the same moving targets with the action of frame t taken from the same step of another window
+(rolled by one window: neighbouring steps of one window often repeat an action), the context unchanged: a model that uses the action gets worse; one that ignores it does not.
 
 Figures (floats): copy_mse, copy_mse_moving, static_share, and per tau (key suffix _tau0, _tau0.5, ...):
 mse, mse_static, mse_moving, mse_moving_other_action. The open-loop report (open_loop.py) shows the same
@@ -24,6 +24,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+from system.objectives.shortcut import noise_latents
 
 
 def target_samples(z: torch.Tensor, actions: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,8 +48,7 @@ def predict_last(dynamics, z: torch.Tensor, actions: torch.Tensor, tau_last: flo
     tau = torch.full((b, frames), 1.0 - d_min, device=z.device)
     tau[:, -1] = tau_last
     d = torch.full((b, frames), d_min, device=z.device)
-    noisy = (1 - tau)[..., None, None] * noise + tau[..., None, None] * z
-    return dynamics(noisy.to(z.dtype), tau, d, actions).z1[:, -1]
+    return dynamics(noise_latents(z, noise, tau), tau, d, actions).z1[:, -1]
 
 
 @torch.no_grad()
@@ -58,8 +59,9 @@ def one_step_figures(dynamics, z: torch.Tensor, actions: torch.Tensor, context: 
     truth, previous = samples[:, -1], samples[:, -2]
     copy = (previous - truth).square().flatten(1).mean(1)
     static = copy < static_mse
+    per_window = z.shape[1] - context
     other = acts.clone()
-    other[:, -1] = acts[:, -1].roll(1, 0)
+    other[:, -1] = acts[:, -1].roll(per_window if z.shape[0] > 1 else 1, 0)
     noise = torch.randn(samples.shape, generator=generator, device=samples.device, dtype=samples.dtype)
     out = {"copy_mse": float(copy.mean()), "copy_mse_moving": _mean(copy, ~static),
            "static_share": float(static.float().mean()), "samples": float(len(samples))}

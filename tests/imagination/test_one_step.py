@@ -27,7 +27,7 @@ class StandIn:
         self.uses_action, self.calls = uses_action, []
 
     def __call__(self, z, tau, d, actions=None, task=None):
-        self.calls.append((tau.clone(), d.clone()))
+        self.calls.append((tau.clone(), d.clone(), actions.clone()))
         previous = z[:, -2] / tau[:, -2, None, None]        # context at 63/64: noise / 63 left in it
         step = SHIFT[actions[:, -1, 0]][:, None, None] if self.uses_action else 0.0
         out = torch.zeros_like(z)
@@ -61,8 +61,11 @@ def test_context_goes_in_clean_and_the_target_at_the_given_signal_level():
     z, actions = windows(n=2, w=6)
     model = StandIn(uses_action=False)
     one_step_figures(model, z, actions, context=2, taus=(0.25,))
-    for tau, d in model.calls:
+    for tau, d, _ in model.calls:
         assert (tau[:, :-1] == 63 / 64).all() and (tau[:, -1] == 0.25).all() and (d == 1 / 64).all()
+    (_, _, true), (_, _, other) = model.calls
+    # the other action: the same step of the other window (4 targets per window), the context's actions kept
+    assert torch.equal(other[:, -1], true[:, -1].roll(4, 0)) and torch.equal(other[:, :-1], true[:, :-1])
     samples, acts = target_samples(z, actions, 2)
     assert samples.shape == (2 * 4, 3, 2, 3)
     assert torch.equal(samples[1], z[0, 1:4]) and torch.equal(acts[4], actions[1, 0:3])   # frame t with t-2, t-1
