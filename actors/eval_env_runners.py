@@ -10,9 +10,14 @@ worker_index (EnvRunner), so with config.seed = s - 1 env k plays CrafterEnv's w
 first world on: the worlds play_episodes gives env k (system/phases/live_eval.py). `play_quota` has the runner
 sample quotas[k] whole episodes (`sample(num_episodes=...)`: RLlib resets the env, autoresets it after each
 episode and returns exactly that many finished episodes) and answers {"episodes": [{"world": [seed, index],
-"return", "length", "achievements"} from each episode's last info (CrafterEnv's info["episode"])], "frames":
+"return", "length", "achievements"} from each episode's last info (CrafterEnv's info["episode"])], "runner": its worker_index, "frames":
 the first video_frames observations of its first episode (runner 1 only: episode 0 is the video), "version":
 the newest weights version that acted}. It then frees the service slot its last episode held.
+
+A runner that dies (its process killed, its node lost) is restarted by Ray (`max_num_env_runner_restarts`); the
+module of its new life opens episodes under the same owner, `eval<worker_index>` (EvalEnvRunner), and first frees
+the slots its previous life left open in the service. Its env is rebuilt and seeded as before, so playing its
+quota again plays the same worlds from the first (system/runtime/rllib_eval.py replays it).
 
 One env per runner, not a vector of several: RLlib counts a vector's first episodes to finish, which favours
 short episodes and would not be the fixed set of worlds play_episodes plays; one env runner per env keeps
@@ -29,6 +34,7 @@ import numpy as np
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.env_runner_group import EnvRunnerGroup
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
 from actors.previous_action_connector import PreviousActionToBatch
 from actors.service_policy_module import ServicePolicyModule
@@ -50,6 +56,17 @@ def make_eval_crafter(env_config) -> CrafterEnv:
                       max_episode_steps=env_config["max_steps"])
 
 
+class EvalEnvRunner(SingleAgentEnvRunner):
+    """A SingleAgentEnvRunner whose module owns its service slots as `eval<worker_index>`: the same name in every
+    life of the runner, so a restarted runner frees what its dead predecessor held (ServicePolicyModule)."""
+
+    def make_module(self):
+        env = self.env.unwrapped if self.env is not None else None
+        spec = self.config.get_rl_module_spec(env=env, spaces=self.get_spaces(), inference_only=True)
+        spec.model_config = {**spec.model_config, "owner": f"eval{self.worker_index}"}
+        self.module = spec.build()
+
+
 class _EvalConfig(AlgorithmConfig):
     """An AlgorithmConfig with no algorithm: it only says which module acts and how the runners are built."""
 
@@ -57,16 +74,17 @@ class _EvalConfig(AlgorithmConfig):
         return RLModuleSpec(module_class=ServicePolicyModule)
 
 
-def eval_runner_group(spec: EvalRunnersSpec) -> EnvRunnerGroup:
+def eval_runner_group(spec: EvalRunnersSpec, max_restarts: int = 3) -> EnvRunnerGroup:
+    """R env runners; Ray restarts a lost one up to `max_restarts` times (the caller replays its quota)."""
     config = (_EvalConfig()
               .environment(make_eval_crafter, env_config={"size": list(spec.size), "seed": spec.seed,
                                                           "max_steps": spec.max_steps})
-              .env_runners(num_env_runners=spec.runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=0,
+              .env_runners(env_runner_cls=EvalEnvRunner, num_env_runners=spec.runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=0,
                            env_to_module_connector=lambda env, spaces, device: [PreviousActionToBatch(),
                                                                                 WorldToBatch()])
               .rl_module(rl_module_spec=RLModuleSpec(module_class=ServicePolicyModule,
-                                                     model_config={"service": spec.service, "owner": None}))
-              .fault_tolerance(restart_failed_env_runners=False)   # a lost runner fails the evaluation by name
+                                                     model_config={"service": spec.service}))
+              .fault_tolerance(restart_failed_env_runners=True, max_num_env_runner_restarts=max_restarts)
               .debugging(seed=spec.seed - 1))                      # runner r resets with seed + r - 1
     return EnvRunnerGroup(config=config, local_env_runner=False)
 
@@ -84,4 +102,4 @@ def play_quota(runner, quotas: list[int], video_frames: int = 0) -> dict:
                        "achievements": {name: int(n) for name, n in last["episode"]["achievements"].items()}})
     frames = np.asarray(episodes[0].get_observations()[:video_frames]) if k == 0 and episodes and video_frames \
         else None
-    return {"episodes": played, "frames": frames, "version": int(runner.module.version)}
+    return {"runner": runner.worker_index, "episodes": played, "frames": frames, "version": int(runner.module.version)}

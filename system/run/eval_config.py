@@ -10,7 +10,8 @@ backend says where the final evaluation plays (all three play the same episodes 
 the same eval.json): "driver" (play_episodes with an ActingService in the driver process; the reference, and the
 fastest to start), "service" (play_episodes through a world-model service actor on Ray,
 system/runtime/service_eval.py), "rllib" (an RLlib EnvRunnerGroup of `envs` env runners acting through the
-world-model service, system/runtime/rllib_eval.py). The evaluations during phase 3 (every) play in the driver."""
+world-model service, system/runtime/rllib_eval.py; a lost runner is restarted and replays its worlds, at most
+max_runner_restarts times in all). The evaluations during phase 3 (every) play in the driver."""
 
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ class EvalConfig:
     every: int = 0                 # phase-3 updates between live evaluations during phase 3; 0: the final one only
     periodic_episodes: int = 4     # episodes of each of those (logged as phase "live_eval", no eval.json)
     video_frames: int = 300        # frames of each evaluation's first episode -> videos/<phase>_policy_v<N>.mp4
+    max_runner_restarts: int = 3   # backend rllib: lost env runners restarted (and their worlds replayed) in all
 
     def __post_init__(self) -> None:
         if self.episodes < 0:
             raise ValueError(f"eval.episodes = {self.episodes} must be >= 0 (0 skips the evaluation)")
-        if self.every < 0 or self.periodic_episodes < 0 or self.video_frames < 0:
-            raise ValueError(f"eval.every = {self.every}, eval.periodic_episodes = {self.periodic_episodes} and "
-                             f"eval.video_frames = {self.video_frames} must be >= 0")
+        if self.every < 0 or self.periodic_episodes < 0 or self.video_frames < 0 or self.max_runner_restarts < 0:
+            raise ValueError(f"eval.every = {self.every}, eval.periodic_episodes = {self.periodic_episodes}, "
+                             f"eval.video_frames = {self.video_frames} and eval.max_runner_restarts = "
+                             f"{self.max_runner_restarts} must be >= 0")
         if self.backend not in BACKENDS:
             raise ValueError(f"eval.backend = {self.backend!r}: expected one of {BACKENDS}")
         if self.envs < 1 or self.max_steps < 1:
