@@ -89,9 +89,12 @@ def eval_runner_group(spec: EvalRunnersSpec, max_restarts: int = 3) -> EnvRunner
     return EnvRunnerGroup(config=config, local_env_runner=False)
 
 
-def play_quota(runner, quotas: list[int], video_frames: int = 0) -> dict:
-    """Runs in runner `runner` (a SingleAgentEnvRunner of the group): its env's quota of whole episodes."""
+def play_quota(runner, quotas: list[int], video_frames: int = 0, fresh_env: bool = False) -> dict:
+    """Runs in runner `runner` (a SingleAgentEnvRunner of the group): its env's quota of whole episodes.
+    fresh_env: build the env anew first (RLlib then seeds its first reset again: the worlds start over)."""
     k = runner.worker_index - 1
+    if fresh_env:
+        runner.make_env()
     episodes = runner.sample(num_episodes=quotas[k], explore=False) if quotas[k] else []
     runner.module.release()   # the slot of the last episode (the module frees a slot when the next one starts)
     played = []

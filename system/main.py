@@ -22,7 +22,8 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      eval.backend: in the driver, through the world-model service actor on Ray, or through an RLlib
      EnvRunnerGroup acting through the service) into eval.json and a metrics
      line of phase "eval"; the policy version is its number of phase-3 updates. With eval.every = N, phase 3
-     also plays eval.periodic_episodes live episodes every N updates (phase "live_eval"). Each evaluation
+     also plays eval.periodic_episodes live episodes every N updates (phase "live_eval"; in the driver, or
+     with eval.backend=rllib on RLlib env runners through a service kept for the phase). Each evaluation
      writes its first episode to videos/<phase>_policy_v<version>.mp4 (and wandb).
 Everything lands in the run directory (see system/run/run_dir.py); `run_dir=PATH` (or `--resume PATH`, which
 reads the run's own config.yaml) resumes a run there: the
@@ -116,23 +117,42 @@ def check_imagined_table(cfg: Config, store) -> None:
 
 def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device, online=None):
     """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers;
-    with eval.every > 0 the policy (trained in place) plays live episodes in the driver along the way."""
+    with eval.every > 0 the policy (trained in place) plays live episodes along the way: in the driver, or with
+    eval.backend=rllib on RLlib env runners through a world-model service kept for the phase."""
+    done = phase_finished(run_dir, "imagination", cfg.imagination.train.steps)
+    workers = cfg.runtime.imagination_workers and not done
+    rllib_eval = cfg.eval.backend == "rllib" and cfg.eval.every > 0 and cfg.eval.periodic_episodes > 0 and not done
+    if not workers and not rllib_eval:
+        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+                                     live_eval=in_driver_live_eval(cfg, tokenizer, dynamics, heads, run_dir, log,
+                                                                   device), online=online)
+    from system.runtime.ray_cluster import ray_session  # Ray only where it is used
+
+    with ray_session(num_cpus=cfg.runtime.num_cpus or None):
+        if rllib_eval:
+            from system.runtime.rllib_eval import PeriodicRllibEvaluator
+            evaluator = PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads)
+            live_eval = lambda version: evaluator(version, run_dir, log)  # noqa: E731
+        else:
+            evaluator, live_eval = None, in_driver_live_eval(cfg, tokenizer, dynamics, heads, run_dir, log, device)
+        make_source = None
+        if workers:
+            from system.runtime.imagination_workers import imagined_source
+            make_source = lambda trainer: imagined_source(cfg, store, tokenizer, trainer,  # noqa: E731
+                                                          cfg.runtime.imagination_workers)
+        try:
+            return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
+                                         make_source=make_source, live_eval=live_eval, online=online)
+        finally:
+            if evaluator is not None:
+                evaluator.close()
+
+
+def in_driver_live_eval(cfg: Config, tokenizer, dynamics, heads, run_dir, log, device):
     def live_eval(version: int) -> None:
         run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device,
                             episodes=cfg.eval.periodic_episodes, phase="live_eval")
-
-    if not cfg.runtime.imagination_workers or phase_finished(run_dir, "imagination", cfg.imagination.train.steps):
-        return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-                                     live_eval=live_eval, online=online)
-    from system.runtime.imagination_workers import imagined_source
-    from system.runtime.ray_cluster import ray_session
-
-    with ray_session(num_cpus=cfg.runtime.num_cpus or None):
-        return run_imagination_phase(
-            cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-            make_source=lambda trainer: imagined_source(cfg, store, tokenizer, trainer,
-                                                        cfg.runtime.imagination_workers), live_eval=live_eval,
-            online=online)
+    return live_eval
 
 
 @contextlib.contextmanager

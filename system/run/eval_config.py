@@ -11,7 +11,9 @@ the same eval.json): "driver" (play_episodes with an ActingService in the driver
 fastest to start), "service" (play_episodes through a world-model service actor on Ray,
 system/runtime/service_eval.py), "rllib" (an RLlib EnvRunnerGroup of `envs` env runners acting through the
 world-model service, system/runtime/rllib_eval.py; a lost runner is restarted and replays its worlds, at most
-max_runner_restarts times in all). The evaluations during phase 3 (every) play in the driver."""
+max_runner_restarts times in all). The evaluations during phase 3 (every) play in the driver, or with backend
+"rllib" on env runners and a world-model service kept for the phase, which take the policy's weights at each
+evaluation (system/runtime/rllib_eval.py's PeriodicRllibEvaluator); "service" plays them in the driver."""
 
 from __future__ import annotations
 

@@ -204,7 +204,7 @@ class FlakyGroup:
 
 
 def test_play_quotas_replays_only_the_lost_runner_and_gives_up_past_max_restarts(monkeypatch):
-    monkeypatch.setattr(rllib_eval, "play_quota", lambda runner, quotas, video_frames: None)
+    monkeypatch.setattr(rllib_eval, "play_quota", lambda runner, **_: None)
     group = FlakyGroup(runners=3, lost=2, deaths=2, restore_probes=2)
     results = rllib_eval.play_quotas(group, [1, 1, 1], 0, max_restarts=2)
     assert [r["runner"] for r in results] == [1, 2, 3]       # in runner order
@@ -216,3 +216,59 @@ def test_play_quotas_replays_only_the_lost_runner_and_gives_up_past_max_restarts
     with pytest.raises(RuntimeError, match=r"eval env runners \[2\] were lost and not restarted within 0 s"):
         rllib_eval.play_quotas(FlakyGroup(runners=3, lost=2, deaths=1, restore_probes=10**9), [1, 1, 1], 0,
                                max_restarts=3, restore_timeout_s=0.0)
+
+
+def served_acts(path) -> dict:
+    """{episode noise seed: [[frame digest, action], ...]} of a recording service's log; the log is then removed."""
+    served = defaultdict(list)
+    for line in path.read_text().splitlines():
+        seed, frame, action = json.loads(line)
+        served[seed].append([frame, action])
+    path.unlink()
+    return served
+
+
+def test_periodic_rllib_evaluations_play_the_drivers_live_evals_with_the_policy_of_each_version(local_ray, tmp_path,
+                                                                                               monkeypatch):
+    # two evaluations of 3 episodes on 2 kept runners, the policy head changed in between: each plays the worlds
+    # the driver's live_eval plays, with that version's policy (the service takes the new weights)
+    cfg = tiny_config("eval.periodic_episodes=3", "eval.envs=2", "eval.max_steps=8", "eval.argmax=true",
+                      "eval.video_frames=3", "eval.every=1")
+    tokenizer, dynamics, heads = tiny_models(seed=0)
+    for name in ("driver", "rllib"):
+        (tmp_path / name).mkdir()
+    in_process = defaultdict(list)
+    recording_in_process(monkeypatch, in_process)
+    acts = tmp_path / "acts.jsonl"
+    monkeypatch.setattr(service_eval, "WorldModelService", recording_service(str(acts)))
+    evaluator = rllib_eval.PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads)
+    driver_log, rllib_log, driven, served = Log(), Log(), [], []
+    try:
+        for version in (1, 2):
+            if version == 2:
+                torch.manual_seed(7)
+                with torch.no_grad():
+                    for p in heads.policy.parameters():
+                        p.add_(torch.randn_like(p) * 0.5)
+            driver = run_live_evaluation(cfg, tokenizer, dynamics, heads, version, tmp_path / "driver", driver_log,
+                                         torch.device("cpu"), episodes=3, phase="live_eval")
+            driven.append(dict(in_process))
+            in_process.clear()
+            rllib = evaluator(version, tmp_path / "rllib", rllib_log)
+            served.append(served_acts(acts))
+            for key in ("episodes", "returns", "lengths", "success_rates", "score", "policy_version"):
+                assert rllib[key] == driver[key], (version, key)
+            assert rllib["policy_version"] == version
+    finally:
+        evaluator.close()
+    for version in (0, 1):
+        assert set(served[version]) == set(driven[version]) and len(driven[version]) == 3
+        for seed, steps in driven[version].items():
+            assert served[version][seed][:len(steps)] == steps, (version, seed)
+    # the same worlds both times, and the new policy acted differently in them
+    assert set(driven[0]) == set(driven[1]) and driven[0] != driven[1]
+    assert [line[:2] for line in rllib_log.lines] == [line[:2] for line in driver_log.lines] == \
+        [("live_eval", 1), ("live_eval", 1), ("live_eval", 2), ("live_eval", 2)]
+    assert not (tmp_path / "rllib" / "eval.json").exists()
+    assert (tmp_path / "rllib" / "videos" / "live_eval_policy_v2.mp4").read_bytes() == \
+        (tmp_path / "driver" / "videos" / "live_eval_policy_v2.mp4").read_bytes()
