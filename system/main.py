@@ -47,7 +47,7 @@ from system.data.held_out import held_out_windows
 from system.data.ingest import crafter_ingest_sources
 from system.data.ingested_tables import check_ingested_tables, held_out_from_table, run_action_space
 from system.envs.action_space import crafter_action_space
-from system.phases.live_eval import run_live_evaluation
+from system.phases.live_eval import InDriverLiveEval, run_live_evaluation
 from system.phases.train_agent import run_agent_phase
 from system.phases.train_dynamics import run_dynamics_phase
 from system.phases.train_imagination import run_imagination_phase
@@ -118,23 +118,22 @@ def check_imagined_table(cfg: Config, store) -> None:
 def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device, online=None):
     """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers;
     with eval.every > 0 the policy (trained in place) plays live episodes along the way: in the driver, or with
-    eval.backend=rllib on RLlib env runners through a world-model service kept for the phase."""
+    eval.backend=rllib on RLlib env runners through a world-model service kept for the phase, beside training."""
     done = phase_finished(run_dir, "imagination", cfg.imagination.train.steps)
     workers = cfg.runtime.imagination_workers and not done
     rllib_eval = cfg.eval.backend == "rllib" and cfg.eval.every > 0 and cfg.eval.periodic_episodes > 0 and not done
     if not workers and not rllib_eval:
         return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-                                     live_eval=in_driver_live_eval(cfg, tokenizer, dynamics, heads, run_dir, log,
-                                                                   device), online=online)
+                                     live_eval=InDriverLiveEval(cfg, tokenizer, dynamics, heads, run_dir, log,
+                                                                device), online=online)
     from system.runtime.ray_cluster import ray_session  # Ray only where it is used
 
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
         if rllib_eval:
             from system.runtime.rllib_eval import PeriodicRllibEvaluator
-            evaluator = PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads)
-            live_eval = lambda version: evaluator(version, run_dir, log)  # noqa: E731
+            live_eval = PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads, run_dir, log)
         else:
-            evaluator, live_eval = None, in_driver_live_eval(cfg, tokenizer, dynamics, heads, run_dir, log, device)
+            live_eval = InDriverLiveEval(cfg, tokenizer, dynamics, heads, run_dir, log, device)
         make_source = None
         if workers:
             from system.runtime.imagination_workers import imagined_source
@@ -144,15 +143,8 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
             return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
                                          make_source=make_source, live_eval=live_eval, online=online)
         finally:
-            if evaluator is not None:
-                evaluator.close()
-
-
-def in_driver_live_eval(cfg: Config, tokenizer, dynamics, heads, run_dir, log, device):
-    def live_eval(version: int) -> None:
-        run_live_evaluation(cfg, tokenizer, dynamics, heads, version, run_dir, log, device,
-                            episodes=cfg.eval.periodic_episodes, phase="live_eval")
-    return live_eval
+            if rllib_eval:
+                live_eval.close()
 
 
 @contextlib.contextmanager

@@ -125,6 +125,27 @@ def write_evaluation(cfg, summary: dict, run_dir: Path, log, step: int, video: l
     return summary
 
 
+class InDriverLiveEval:
+    """Phase 3's live evaluations in this process (eval.every): each plays eval.periodic_episodes episodes at
+    once, phase "live_eval"; poll and finish have nothing to wait for (the interface of the RLlib evaluator,
+    system/runtime/rllib_eval.py's PeriodicRllibEvaluator, which plays beside training)."""
+
+    def __init__(self, cfg, tokenizer, dynamics, heads, run_dir: Path, log, device):
+        self.cfg, self.tokenizer, self.dynamics, self.heads = cfg, tokenizer, dynamics, heads
+        self.run_dir, self.log, self.device = run_dir, log, device
+
+    def __call__(self, version: int) -> bool:
+        run_live_evaluation(self.cfg, self.tokenizer, self.dynamics, self.heads, version, self.run_dir, self.log,
+                            self.device, episodes=self.cfg.eval.periodic_episodes, phase="live_eval")
+        return True
+
+    def poll(self) -> None:
+        return None
+
+    def finish(self) -> None:
+        return None
+
+
 def run_live_evaluation(cfg, tokenizer, dynamics, heads, version: int, run_dir: Path, log, device,
                         episodes: int | None = None, phase: str = "eval") -> dict | None:
     """In this process: an ActingService over the given models, weights version `version`; `episodes`

@@ -11,7 +11,10 @@ trajectories come from `make_source(trainer).next()` instead, and the heads go b
 every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
 imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
 relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses. With `online`, env runners keep
-collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version).
+collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version). With
+`live_eval` (eval.every > 0): live_eval(version) every eval.every updates, live_eval.poll() after the other
+updates and live_eval.finish() at the end (system/phases/live_eval.py's InDriverLiveEval plays at once; the
+RLlib evaluator plays beside training and writes an evaluation when it has finished).
 Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step"}, plus "model" under full
      finetuning), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
@@ -95,6 +98,10 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
             if live_eval is not None and cfg.eval.every and (step + 1) % cfg.eval.every == 0 \
                     and step + 1 < train.steps:  # the last version gets the final evaluation instead
                 live_eval(step + 1)
+            elif live_eval is not None:
+                live_eval.poll()
+        if live_eval is not None:
+            live_eval.finish()
     finally:
         if source is not None:
             source.close()

@@ -175,24 +175,27 @@ def test_the_rllib_evaluator_plays_the_drivers_episodes_into_the_same_eval_json_
 
 
 class FlakyGroup:
-    """An EnvRunnerGroup stand-in for play_quotas: runner `lost` dies in its first `deaths` calls (its result
-    never comes back) and is healthy again after `restore_probes` probes."""
+    """An EnvRunnerGroup stand-in for QuotaPlay: runner `lost` dies in its first `deaths` calls (its request
+    fails, which takes it out of service) and is healthy again after `restore_probes` probes."""
 
     def __init__(self, runners: int, lost: int, deaths: int, restore_probes: int = 1):
         self.runners, self.lost, self.deaths, self.restore_probes = runners, lost, deaths, restore_probes
-        self.calls, self.probes, self.healthy = [], 0, set(range(1, runners + 1))
+        self.calls, self.probes, self.healthy, self.ready = [], 0, set(range(1, runners + 1)), []
 
-    def foreach_env_runner(self, play, local_env_runner, remote_worker_ids):
+    def foreach_env_runner_async(self, play, tag, remote_worker_ids):
         self.calls.append(list(remote_worker_ids))
-        out = []
         for runner in remote_worker_ids:
-            if runner == self.lost and self.deaths > 0:
-                self.deaths -= 1
+            dies = runner == self.lost and self.deaths > 0
+            self.deaths -= dies
+            self.ready.append((runner, None if dies else {"runner": runner, "life": len(self.calls)}))
+
+    def fetch_ready_async_reqs(self, tags, timeout_seconds):
+        ready, self.ready = self.ready, []
+        for runner, result in ready:
+            if result is None:   # RLlib drops a failed request's result and takes the runner out of service
                 self.healthy.discard(runner)
                 self.probes = 0
-                continue
-            out.append({"runner": runner, "life": len(self.calls)})
-        return out
+        return [(runner, result) for runner, result in ready if result is not None]
 
     def healthy_env_runner_ids(self):
         return sorted(self.healthy)
@@ -228,10 +231,11 @@ def served_acts(path) -> dict:
     return served
 
 
-def test_periodic_rllib_evaluations_play_the_drivers_live_evals_with_the_policy_of_each_version(local_ray, tmp_path,
-                                                                                               monkeypatch):
-    # two evaluations of 3 episodes on 2 kept runners, the policy head changed in between: each plays the worlds
-    # the driver's live_eval plays, with that version's policy (the service takes the new weights)
+def test_periodic_rllib_evaluations_play_beside_training_the_drivers_live_evals_with_each_versions_policy(
+        local_ray, tmp_path, monkeypatch):
+    # two evaluations of 3 episodes on 2 kept runners, the policy head changed in between: each call returns
+    # while its episodes play (one due meanwhile is skipped), and each plays the worlds the driver's live_eval
+    # plays, with that version's policy (the service takes the new weights)
     cfg = tiny_config("eval.periodic_episodes=3", "eval.envs=2", "eval.max_steps=8", "eval.argmax=true",
                       "eval.video_frames=3", "eval.every=1")
     tokenizer, dynamics, heads = tiny_models(seed=0)
@@ -241,8 +245,8 @@ def test_periodic_rllib_evaluations_play_the_drivers_live_evals_with_the_policy_
     recording_in_process(monkeypatch, in_process)
     acts = tmp_path / "acts.jsonl"
     monkeypatch.setattr(service_eval, "WorldModelService", recording_service(str(acts)))
-    evaluator = rllib_eval.PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads)
     driver_log, rllib_log, driven, served = Log(), Log(), [], []
+    evaluator = rllib_eval.PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads, tmp_path / "rllib", rllib_log)
     try:
         for version in (1, 2):
             if version == 2:
@@ -254,11 +258,15 @@ def test_periodic_rllib_evaluations_play_the_drivers_live_evals_with_the_policy_
                                          torch.device("cpu"), episodes=3, phase="live_eval")
             driven.append(dict(in_process))
             in_process.clear()
-            rllib = evaluator(version, tmp_path / "rllib", rllib_log)
+            assert evaluator(version)                      # started: returns while the episodes play
+            assert evaluator.poll() is None and len(rllib_log.lines) == 2 * (version - 1)
+            assert not evaluator(version + 10)            # still playing: skipped, nothing sent to the service
+            rllib = evaluator.finish()
             served.append(served_acts(acts))
             for key in ("episodes", "returns", "lengths", "success_rates", "score", "policy_version"):
                 assert rllib[key] == driver[key], (version, key)
             assert rllib["policy_version"] == version
+        assert evaluator.finish() is None
     finally:
         evaluator.close()
     for version in (0, 1):
