@@ -16,8 +16,9 @@ What it runs (Ray where runtime.* asks for it: system/runtime/):
      the env runners keep collecting into the replay through phases 2 and 3, acting through the world-model
      service with the policy as it trains (system/runtime/online_collection.py);
   5. phase 3, imagination training: PMPO and TD(lambda) values inside the frozen world model, with the
-     phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, or with
-     runtime.imagination_workers=N by N Ray actors through the `imagined` table (rate limited);
+     phase-2 policy as the frozen prior (checkpoints/imagination.pt); rollouts imagined in the driver, by the
+     runtime.learners=N learner actors that train it (each its share), or with runtime.imagination_workers=N
+     by N Ray actors through the `imagined` table (rate limited);
   6. final evaluation: `eval.episodes` live Crafter episodes with the phase-3 policy (system/phases/live_eval.py;
      eval.backend: in the driver, through the world-model service actor on Ray, or through an RLlib
      EnvRunnerGroup acting through the service) into eval.json and a metrics
@@ -116,13 +117,15 @@ def check_imagined_table(cfg: Config, store) -> None:
 
 
 def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, run_dir, log, device, online=None):
-    """Phase 3, imagining in the driver or, with runtime.imagination_workers > 0, in Ray imagination workers;
-    with eval.every > 0 the policy (trained in place) plays live episodes along the way: in the driver, or with
-    eval.backend=rllib on RLlib env runners through a world-model service kept for the phase, beside training."""
+    """Phase 3, imagining in the driver, on runtime.learners learner actors (each imagining its share), or, with
+    runtime.imagination_workers > 0, in the driver from Ray imagination workers' rollouts; with eval.every > 0
+    the policy plays live episodes along the way: in the driver, or with eval.backend=rllib on RLlib env runners
+    through a world-model service kept for the phase, beside training."""
     done = phase_finished(run_dir, "imagination", cfg.imagination.train.steps)
     workers = cfg.runtime.imagination_workers and not done
     rllib_eval = cfg.eval.backend == "rllib" and cfg.eval.every > 0 and cfg.eval.periodic_episodes > 0 and not done
-    if not workers and not rllib_eval:
+    learners = cfg.runtime.learners and not workers and not done
+    if not workers and not rllib_eval and not learners:
         return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
                                      live_eval=InDriverLiveEval(cfg, tokenizer, dynamics, heads, run_dir, log,
                                                                 device), online=online)
@@ -134,14 +137,19 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
             live_eval = PeriodicRllibEvaluator(cfg, tokenizer, dynamics, heads, run_dir, log)
         else:
             live_eval = InDriverLiveEval(cfg, tokenizer, dynamics, heads, run_dir, log, device)
-        make_source = None
+        make_source = elsewhere = None
         if workers:
             from system.runtime.imagination_workers import imagined_source
             make_source = lambda trainer: imagined_source(cfg, store, tokenizer, trainer,  # noqa: E731
                                                           cfg.runtime.imagination_workers)
+        elif learners:  # the learners imagine their own shares
+            elsewhere = on_learners(cfg, store, log, "imagination", action_space=run_action_space(cfg),
+                                    tokenizer=tokenizer, dynamics=dynamics, heads=heads, online=online,
+                                    live_eval=live_eval)
         try:
             return run_imagination_phase(cfg, store, tokenizer, dynamics, heads, held_out, run_dir, log, device,
-                                         make_source=make_source, live_eval=live_eval, online=online)
+                                         make_source=make_source, live_eval=live_eval, online=online,
+                                         train_elsewhere=elsewhere)
         finally:
             if rllib_eval:
                 live_eval.close()

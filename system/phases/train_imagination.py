@@ -15,26 +15,40 @@ collecting with the policy as it trains (system/runtime/online_collection.py; ve
 `live_eval` (eval.every > 0): live_eval(version) every eval.every updates, live_eval.poll() after the other
 updates and live_eval.finish() at the end (system/phases/live_eval.py's InDriverLiveEval plays at once; the
 RLlib evaluator plays beside training and writes an evaluation when it has finished).
-Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step"}, plus "model" under full
-     finetuning), metric lines of phase "imagination"
+With `train_elsewhere` (runtime.learners > 0, no imagination workers: system/runtime/phase_learners.py) the
+learner actors train the phase (ImaginationSteps below) and leave the finished checkpoint, which is loaded and
+evaluated here.
+Out: checkpoints/imagination.pt ({"heads", "prior", "optimizer", "loss_norm", "step", "config": the
+     imagination.train section}, plus "model" under full finetuning), metric lines of phase "imagination"
      and "imagination_eval": the imagined return (sum of predicted rewards over the horizon, alive steps only)
      of the trained policy and of the prior from the same held-out contexts and noise seed, and the KL to the prior.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from system.envs.action_space import ActionSpace
 from system.imagination.trajectory import ImaginedTrajectory
+from system.model.agent_heads import AgentHeads
+from system.model.dynamics import Dynamics
+from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.phases.frames import frames_to_float
+from system.phases.steps import PhaseSteps
 from system.phases.train_agent import replay_batch
+from system.replay import ReplayConfig, make_store
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
+from system.run.typed_config import to_dict
 from system.run.weights_version import phase_version
 from system.training.checkpoint import load_checkpoint, save_checkpoint
+from system.training.config import AgentSection, DynamicsSection, ImaginationSection
+from system.training.data_parallel import Shard
 from system.training.imagination_trainer import ImaginationTrainer
 
 
@@ -44,20 +58,83 @@ def imagined_return(traj: ImaginedTrajectory) -> float:
     return float((traj.rewards[:, 1:] * alive[:, :-1]).sum(1).mean())
 
 
+class ImaginationSteps(PhaseSteps):
+    """Phase 3 on learner actors (system/phases/steps.py): each step, this rank's share of the start contexts
+    from replay, encoded by the frozen tokenizer, imagined with row-keyed randomness (imagine_rows) and one
+    ImaginationTrainer step whose means and gradients are the group's."""
+
+    def __init__(self, trainer: ImaginationTrainer, tokenizer, store, section: ImaginationSection, table: str,
+                 shard: Shard = Shard()):
+        self.trainer, self.store, self.section, self.table, self.shard = trainer, store, section, table, shard
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        self.rows = shard.share(section.train.batch_size, "imagination.train.batch_size")
+        self.config = to_dict(section.train)
+        self.parts = {"tokenizer": self.tokenizer, "dynamics": trainer.model, "policy": trainer.heads.policy}
+        self.device = next(trainer.model.parameters()).device
+        trainer.shard = shard
+
+    def sample(self) -> tuple:
+        return (self.store.sample_contexts(self.table, self.rows, self.section.train.context),)
+
+    def train_on(self, contexts) -> dict[str, float]:
+        """contexts: a replay Batch of this rank's start contexts (B / world_size, C)."""
+        model, device = self.trainer.model, self.device
+        with torch.no_grad():
+            z = model.pack(self.tokenizer.encode(frames_to_float(contexts.frames, device)))
+        traj = self.trainer.imagine_rows(z, torch.from_numpy(contexts.actions).to(device).long(),
+                                         torch.from_numpy(contexts.task_ids).to(device).long())
+        return {**self.trainer.train_step(traj), "policy_lag": 0.0}
+
+
+@dataclass(frozen=True)
+class ImaginationLearnerSpec:
+    """A learner actor's ImaginationSteps: the tokenizer, the phase-2 dynamics and heads from weights
+    ("tokenizer", "dynamics", "heads"; the policy among them becomes the frozen prior), the trainer seeded like
+    the driver's, start contexts from sample_seed + rank."""
+    section: ImaginationSection
+    agent: AgentSection
+    dynamics: DynamicsSection
+    tokenizer: TokenizerConfig
+    action_space: ActionSpace
+    replay: ReplayConfig | None = None
+    table: str = "real"
+    seed: int = 0
+    sample_seed: int = 0
+
+    def build(self, shard: Shard, device, weights: dict) -> ImaginationSteps:
+        tokenizer = Tokenizer(self.tokenizer).to(device)
+        tokenizer.load_state_dict(weights["tokenizer"])
+        model = Dynamics(self.dynamics.model, self.action_space).to(device)
+        model.load_state_dict(weights["dynamics"])
+        heads = AgentHeads(self.agent.heads, self.action_space.components, self.dynamics.model.agent_tokens,
+                           self.dynamics.model.transformer.dim).to(device)
+        heads.load_state_dict(weights["heads"])
+        trainer = ImaginationTrainer(model, heads, self.section.train, self.dynamics.generation, seed=self.seed,
+                                     shortcut=self.dynamics.train.shortcut,
+                                     dynamics_step=self.dynamics.train.steps + self.agent.train.steps)
+        store = make_store(self.replay, seed=self.sample_seed + shard.rank) if self.replay is not None else None
+        return ImaginationSteps(trainer, tokenizer, store, self.section, self.table, shard)
+
+
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,
-                          make_source=None, live_eval=None, online=None):
+                          make_source=None, live_eval=None, online=None,
+                          train_elsewhere: Callable[[Path], object] | None = None):
     section = cfg.imagination
     agent = cfg.agent.train
     trainer = ImaginationTrainer(model, heads, section.train, cfg.dynamics.generation, seed=cfg.seed + 3,
                                  shortcut=cfg.dynamics.train.shortcut,
                                  dynamics_step=cfg.dynamics.train.steps + agent.steps)
     path = Path(run_dir) / "checkpoints" / "imagination.pt"
+    elsewhere = train_elsewhere is not None and not phase_finished(run_dir, "imagination", section.train.steps)
+    if elsewhere:
+        train_elsewhere(path)  # leaves the finished checkpoint (and feeds `online`), loaded and evaluated below
     if path.exists():
         trainer.load_state_dict(load_checkpoint(path, device))
         if phase_finished(run_dir, "imagination", section.train.steps) and trainer.step >= section.train.steps:
             print(f"imagination: finished at step {trainer.step} ({path}), not trained or evaluated again")
             return heads
-        print(f"imagination: resumed from {path} at step {trainer.step}")
+        if not elsewhere:
+            print(f"imagination: resumed from {path} at step {trainer.step}")
     log.rewind("imagination", trainer.step, drop=("imagination_eval",), cut=("live_eval",))  # steps to redo
     tokenizer.eval().requires_grad_(False)
     train = section.train
@@ -94,7 +171,7 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
             if (step + 1) % cfg.logging.log_every == 0 or step + 1 == train.steps:
                 log.write("imagination", step + 1, {k: v for k, v in metrics.items() if k != "step"})
             if (step + 1) % section.checkpoint_every == 0:
-                save_checkpoint(path, trainer.state_dict())
+                save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.train)})
             if live_eval is not None and cfg.eval.every and (step + 1) % cfg.eval.every == 0 \
                     and step + 1 < train.steps:  # the last version gets the final evaluation instead
                 live_eval(step + 1)
@@ -106,7 +183,7 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
         if source is not None:
             source.close()
     bar.close()
-    save_checkpoint(path, trainer.state_dict())
+    save_checkpoint(path, {**trainer.state_dict(), "config": to_dict(section.train)})
     evaluate(trainer, model, tokenizer, held_out, section.eval_contexts, cfg.seed, log, device)
     mark_finished(run_dir, "imagination", trainer.step)
     return heads

@@ -34,8 +34,9 @@ class RuntimeConfig:
     publish_every: int = 1         # updates between two weight versions sent to imagination workers (phase 3)
                                    # and to the online collection's world-model service (phases 2 and 3)
     online_steps_per_update: float = 0.0  # env steps collected per phase-2/3 update; 0: none after phase 1
-    learners: int = 0              # data-parallel Ray learner actors for phases 1a, 1b and 2 (one GPU each where
-                                   # the run has GPUs); 0: the driver trains them (system/runtime/phase_learners.py)
+    learners: int = 0              # data-parallel Ray learner actors for phases 1a, 1b, 2 and 3 (one GPU each where
+                                   # the run has GPUs; phase 3 stays in the driver with imagination_workers > 0);
+                                   # 0: the driver trains them (system/runtime/phase_learners.py)
 
     def __post_init__(self) -> None:
         if self.imagination_workers < 0 or self.publish_every < 1:

@@ -1,4 +1,4 @@
-"""Phases 1a, 1b and 2 on Ray: trained by `runtime.learners` data-parallel learner actors instead of the driver.
+"""Phases 1a, 1b, 2 and 3 on Ray: trained by `runtime.learners` data-parallel learner actors instead of the driver.
 
     train = train_elsewhere(cfg, store, log, "dynamics", tokenizer=tokenizer)   # the phase's train_elsewhere
     step = train(run_dir / "checkpoints" / "dynamics.pt")                       # leaves the finished checkpoint
@@ -20,6 +20,11 @@ online_collection.py) without fetching the tensors, and calls `updated` once per
 allowance grows as in the driver path. The service lives in the placement the online collection reserved
 (learner bundles + its own), which outlives the learners (phase 3 keeps acting through it).
 
+Phase 3 (imagination) goes to the learners too unless runtime.imagination_workers > 0 imagine for it (then it
+trains in the driver from their table): each rank imagines its share of the start contexts with row-keyed
+randomness. With eval.every the driver fetches rank 0's policy at each evaluation step into its own heads and
+runs the live evaluation (`live_eval`) there; the service of the online collection gets the policy alone.
+
 A rank that dies takes the group down; LearnerGroup rebuilds it from the last checkpoint and the steps since
 are redone (their metrics lines are rewound first, so each step is logged once; versions already sent to the
 service are not sent again).
@@ -37,6 +42,7 @@ import ray
 from learners.world_model_learner import WorldModelLearner
 from system.phases.train_agent import AgentLearnerSpec
 from system.phases.train_dynamics import DynamicsLearnerSpec
+from system.phases.train_imagination import ImaginationLearnerSpec
 from system.phases.train_tokenizer import TokenizerLearnerSpec
 from system.run.weights_version import phase_version
 from system.runtime.learner_group import GroupRestarted, LearnerGroup
@@ -64,6 +70,7 @@ class LearnerPhase:
     checkpoint_every: int
     share: str                     # what each rank samples per step, for the start line
     weights: dict = field(default_factory=dict)   # name -> module the learners start from
+    service_parts: tuple = SERVICE_PARTS          # what each published version sends to the service
 
 
 def learner_plan(cfg, service: bool = False) -> PlacementPlan:
@@ -108,18 +115,35 @@ def agent_phase(cfg, store, tokenizer, dynamics, action_space) -> LearnerPhase:
                         {"tokenizer": tokenizer, "dynamics": dynamics})
 
 
-def train_elsewhere(cfg, store, log, phase: str, action_space=None, tokenizer=None, dynamics=None,
-                    online=None) -> Callable[[Path], int]:
-    """The phase's `train_elsewhere(path)`: its training on the learners; phase 2 also feeds `online`."""
+def imagination_phase(cfg, store, tokenizer, dynamics, heads, action_space) -> LearnerPhase:
+    section, w = cfg.imagination, cfg.runtime.learners
+    spec = ImaginationLearnerSpec(section, cfg.agent, cfg.dynamics, cfg.tokenizer.model, action_space,
+                                  runner_replay_config(cfg, store), cfg.data.ingest.table, seed=cfg.seed + 3,
+                                  sample_seed=cfg.seed + LEARNER_SEED_OFFSET)
+    return LearnerPhase("imagination", spec, section.train.steps, section.checkpoint_every,
+                        f"{section.train.batch_size // w} start contexts each per step",
+                        {"tokenizer": tokenizer, "dynamics": dynamics, "heads": heads}, service_parts=("policy",))
+
+
+def train_elsewhere(cfg, store, log, phase: str, action_space=None, tokenizer=None, dynamics=None, heads=None,
+                    online=None, live_eval=None) -> Callable[[Path], int]:
+    """The phase's `train_elsewhere(path)`: its training on the learners; phases 2 and 3 also feed `online`,
+    phase 3 runs `live_eval` (the driver's, on `heads` refreshed from rank 0) every eval.every steps."""
     def train(path: Path) -> int:
         if phase == "tokenizer":
             return train_on_learners(cfg, tokenizer_phase(cfg, store), path, log)
         if phase == "dynamics":
             return train_on_learners(cfg, dynamics_phase(cfg, store, tokenizer, action_space), path, log)
-        return train_on_learners(cfg, agent_phase(cfg, store, tokenizer, dynamics, action_space), path, log,
-                                 online=online)
-    if phase not in ("tokenizer", "dynamics", "agent"):
-        raise ValueError(f"phases on learner actors: tokenizer, dynamics, agent; not {phase!r}")
+        if phase == "agent":
+            return train_on_learners(cfg, agent_phase(cfg, store, tokenizer, dynamics, action_space), path, log,
+                                     online=online)
+        return train_on_learners(cfg, imagination_phase(cfg, store, tokenizer, dynamics, heads, action_space), path,
+                                 log, online=online, live_eval=live_eval, heads=heads)
+    if phase not in ("tokenizer", "dynamics", "agent", "imagination"):
+        raise ValueError(f"phases on learner actors: tokenizer, dynamics, agent, imagination; not {phase!r}")
+    if phase == "imagination" and cfg.imagination.train.full_finetune:
+        raise ValueError("imagination.train.full_finetune = true with runtime.learners > 0: phase 3's full "
+                         "finetuning trains in one process only (its replay terms draw from one generator)")
     return train
 
 
@@ -128,7 +152,10 @@ def publish(group: LearnerGroup, version: int, parts) -> ray.ObjectRef:
     return ray.get(group.learners[0].publish.remote(version, parts))[1]
 
 
-def train_on_learners(cfg, phase: LearnerPhase, path: Path, log, online=None) -> int:
+def train_on_learners(cfg, phase: LearnerPhase, path: Path, log, online=None, live_eval=None, heads=None) -> int:
+    """live_eval (phase 3): called with the step every eval.every steps (not the last), after rank 0's policy
+    has been loaded into `heads`; polled after the other calls, finished at the end."""
+    every = cfg.eval.every if live_eval is not None else 0
     w, name, steps = cfg.runtime.learners, phase.name, phase.steps
     with ray_session(num_cpus=cfg.runtime.num_cpus or None):
         weights = ray.put({k: cpu_state(m) for k, m in phase.weights.items()}) if phase.weights else None
@@ -156,18 +183,20 @@ def train_on_learners(cfg, phase: LearnerPhase, path: Path, log, online=None) ->
                 ends = [steps, next_multiple(step, cfg.logging.log_every), next_multiple(step, phase.checkpoint_every)]
                 if online is not None:
                     ends.append(next_multiple(step, cfg.runtime.publish_every))
+                if every:
+                    ends.append(next_multiple(step, every))
                 calls = min(ends) - step
                 try:
                     metrics = group.run(lambda ls: [learner.train.remote(calls) for learner in ls])[0]
                 except GroupRestarted as restarted:
                     step = ray.get(group.learners[0].step_count.remote())
                     print(f"{name}: {restarted}; redoing from step {step}", flush=True)
-                    log.rewind(name, step)
+                    log.rewind(name, step, cut=("live_eval",) if name == "imagination" else ())
                     continue
                 step += calls
                 if online is not None:  # one update each: the runners' allowance; the last one may publish
                     for done in range(step - calls + 1, step + 1):
-                        ref = publish(group, version(done), SERVICE_PARTS) \
+                        ref = publish(group, version(done), phase.service_parts) \
                             if done == step and online.wants(version(done)) else None
                         online.updated(version(done), weights=ref)
                 if step % cfg.logging.log_every == 0 or step == steps:
@@ -176,6 +205,14 @@ def train_on_learners(cfg, phase: LearnerPhase, path: Path, log, online=None) ->
                                            "train_steps_per_s": rate})
                 if step % phase.checkpoint_every == 0 or step == steps:
                     group.checkpoint()
+                if every and step % every == 0 and step < steps:  # the last version gets the final evaluation
+                    policy = ray.get(publish(group, step, ("policy",)))["policy"]
+                    heads.policy.load_state_dict(policy)
+                    live_eval(step)
+                elif live_eval is not None:
+                    live_eval.poll()
+            if live_eval is not None:
+                live_eval.finish()
             if online is not None:
                 online.published()  # the service holds rank 0's last version before rank 0, its owner, goes
         finally:

@@ -20,6 +20,13 @@ on h_t (t < H) toward R_t, weighted. Policy: PMPO on the stored actions with A_t
 detached) and beta * KL[pi || prior] exact. By default only the policy and value heads train (the transformer,
 reward, continuation and prior are frozen); the slow value copy follows the online one after every step.
 
+Data parallel (system/training/data_parallel.py; phase 3 on learner actors, system/phases/train_imagination.py's
+ImaginationSteps): `imagine_rows` draws each rollout's noise and actions from a seed of (trainer seed, step,
+its global row), so a rank's rollouts are those one process imagines for the same rows; the value loss and
+PMPO divide by the group's mean counts (`rank_mean`) and `grad_sync` averages the heads' gradients before
+clipping, so N ranks take one process's step on the global batch. Not under full finetuning (its replay terms
+draw from the one generator): ImaginationTrainer refuses a shard of several ranks there.
+
 Full finetuning (`full_finetune`, paper section 4: "helps slightly but needs the dynamics, prior and reward
 losses"): the transformer, reward and continuation heads train too, at `finetune_lr`, and every step also takes
 a replay batch `(uniform, relevant)` of AgentBatch rows (agent_trainer.replay_losses): shortcut forcing on the
@@ -46,6 +53,7 @@ from system.objectives.loss_norm import RunningRMS
 from system.objectives.pmpo import pmpo_loss
 from system.objectives.shortcut import ShortcutConfig
 from system.training.agent_trainer import AgentBatch, replay_losses
+from system.training.data_parallel import Shard
 
 
 @dataclass
@@ -80,6 +88,8 @@ class ImaginationTrainConfig:
 
 
 class ImaginationTrainer:
+    IMAGINE = 3   # the row seeds' key of imagine_rows
+
     def __init__(self, model, heads, cfg: ImaginationTrainConfig, generation: GenerationConfig, seed: int = 0,
                  shortcut: ShortcutConfig | None = None, dynamics_step: int = 0):
         """shortcut, dynamics_step: the dynamics loss and its step count, used only under full_finetune."""
@@ -104,8 +114,19 @@ class ImaginationTrainer:
         self.norms = torch.nn.ModuleDict({k: RunningRMS(cfg.loss_rms_decay) for k in
                                           ("dynamics", "bc", "reward", "continuation")}).to(device)
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.seed = seed
         self.step = 0
         self._sampler: CachedSampler | None = None
+        self.shard = Shard()      # data parallel (system/training/data_parallel.py): set by DataParallelGroup.attach
+        self.grad_sync = None
+        self.rank_mean = None
+
+    def data_parallel_parts(self):
+        """(the trained module, the module holding the loss normalisers) for DataParallelGroup.attach."""
+        if self.cfg.full_finetune:
+            raise ValueError("imagination.train.full_finetune = true trains in one process only (its replay terms "
+                             "draw from the trainer's one generator): set runtime.learners = 0 for phase 3")
+        return torch.nn.ModuleDict({"policy": self.heads.policy, "value": self.heads.value}), self.norms
 
     def sampler(self, batch: int) -> CachedSampler:
         if self._sampler is None or self._sampler.batch != batch:
@@ -120,6 +141,16 @@ class ImaginationTrainer:
         return imagine(self.sampler(context_z.shape[0]), self.heads, self.prior, context_z, context_actions, task,
                        self.cfg.horizon if horizon is None else horizon, [(context_z.shape[0], self.generator)],
                        policy=policy, argmax=argmax, policy_version=self.step)
+
+    def imagine_rows(self, context_z: torch.Tensor, context_actions: torch.Tensor,
+                     task: torch.Tensor | None = None) -> ImaginedTrajectory:
+        """Rollouts of this rank's rows, each drawing from a seed of (seed, step, its global row): the rows a
+        batch of every rank's contexts would imagine in one process (data parallel)."""
+        seeds = self.shard.row_seeds(context_z.shape[0], self.seed, self.step, self.IMAGINE)
+        device = context_z.device
+        streams = [(1, torch.Generator(device=device).manual_seed(seed)) for seed in seeds]
+        return imagine(self.sampler(context_z.shape[0]), self.heads, self.prior, context_z, context_actions, task,
+                       self.cfg.horizon, streams, policy_version=self.step)
 
     def train_step(self, traj: ImaginedTrajectory,
                    replay: tuple[AgentBatch, AgentBatch] | None = None) -> dict[str, float]:
@@ -139,11 +170,13 @@ class ImaginationTrainer:
         now = h[:, :-1]
         value_logits = heads.value(now)
         value_ce = heads.value.bins.cross_entropy(value_logits, returns)
-        value_loss = (weights * value_ce).sum() / weights.sum().clamp_min(1e-8)
+        alive = self.rank_mean(weights.sum()) if self.rank_mean is not None else weights.sum()
+        value_loss = (weights * value_ce).sum() / alive.clamp_min(1e-8)
         advantage = returns - heads.value.bins.decode(value_logits.detach())
         dist = heads.policy.act(now)
         kl = dist.kl(self.prior.act(now))
-        policy_loss, metrics = pmpo_loss(dist.log_prob(actions), advantage, kl, weights, cfg.alpha, cfg.beta)
+        policy_loss, metrics = pmpo_loss(dist.log_prob(actions), advantage, kl, weights, cfg.alpha, cfg.beta,
+                                         self.rank_mean)
         total = policy_loss + value_loss
         if cfg.full_finetune:
             self.model.train()
@@ -155,6 +188,8 @@ class ImaginationTrainer:
             metrics.update(m_replay)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.data_parallel_parts()[0])
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if cfg.grad_clip > 0:
             metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
@@ -162,6 +197,7 @@ class ImaginationTrainer:
         heads.slow_value.update(heads.value)
         self.step += 1
         metrics.update(value_ce=float(value_loss.detach()), imagined_return=float(returns[:, 0].mean()),
+                       alive_fraction=float(weights.mean()),   # imagined steps before a predicted episode end
                        imagined_reward=float((weights * rewards[:, 1:]).sum(1).mean()), step=self.step)
         return metrics
 

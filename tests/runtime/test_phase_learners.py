@@ -1,6 +1,7 @@
-"""Phases 1a, 1b and 2 on Ray learner actors (runtime.learners=2, gloo on CPU): they train from the run's Redis,
-the driver evaluates the checkpoints they leave as it would its own, and a rerun loads them instead of starting
-learners again. In phase 2 the online collection's service gets rank 0's weights versions."""
+"""Phases 1a, 1b, 2 and 3 on Ray learner actors (runtime.learners=2, gloo on CPU): they train from the run's
+Redis, the driver evaluates the checkpoints they leave as it would its own, and a rerun loads them instead of
+starting learners again. In phase 2 the online collection's service gets rank 0's weights versions; in phase 3
+the driver's live evaluation plays rank 0's policy."""
 
 import dataclasses
 import json
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.redis
 # equal shares of 2: dynamics long batches of 2 (not 2 x 4 // 6 = 1), agent batches of 2 uniform + 2 relevant rows
 ARGS = [a for a in TINY if a != "replay.backend=embedded"] + [
     "replay.backend=redis", "runtime.learners=2", "dynamics.train.schedule.long_batch_size=2",
-    "agent.train.batch_size=4", "eval.episodes=1", "eval.envs=1", "imagination.train.steps=1"]
+    "agent.train.batch_size=4", "eval.episodes=1", "eval.envs=1", "eval.every=1", "eval.periodic_episodes=1"]
 
 
 def test_two_learner_actors_train_phases_1_and_2_and_the_driver_evaluates_their_checkpoints(local_ray, tmp_path,
@@ -39,12 +40,14 @@ def test_two_learner_actors_train_phases_1_and_2_and_the_driver_evaluates_their_
     run(cfg, Console(file=open("/dev/null", "w")))
     out = " ".join(capsys.readouterr().out.split())
     for phase, share in (("tokenizer", "1 sequences each per step"), ("dynamics", "1/2 of each batch's sequences"),
-                         ("agent", "1 uniform + 1 relevant sequences each per step")):
+                         ("agent", "1 uniform + 1 relevant sequences each per step"),
+                         ("imagination", "1 start contexts each per step")):
         assert f"{phase}: 2 data-parallel learner actors (CPU, {share}), from step 0" in out
     assert "resumed" not in out
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     for phase, steps, logged, model_key in (("tokenizer", 4, [2, 4], "num_latents"),
-                                            ("dynamics", 4, [2, 4], "packed_tokens"), ("agent", 2, [2], "mtp")):
+                                            ("dynamics", 4, [2, 4], "packed_tokens"), ("agent", 2, [2], "mtp"),
+                                            ("imagination", 2, [2], "horizon")):
         state = torch.load(run_dir / "checkpoints" / f"{phase}.pt", weights_only=True)
         # the driver's format, trained by the group: one Adam update per step
         assert state["step"] == steps and model_key in state["config"]
@@ -52,12 +55,17 @@ def test_two_learner_actors_train_phases_1_and_2_and_the_driver_evaluates_their_
         rows = [r for r in lines if r["phase"] == phase]
         assert [r["step"] for r in rows] == logged and all(r["train_steps_per_s"] > 0 for r in rows)
         assert len([r for r in lines if r["phase"] == f"{phase}_eval"]) == 1  # the driver evaluated it, once
-    assert [r["step"] for r in lines if r["phase"] == "imagination"] == [1]  # phase 3 in the driver, from agent.pt
+    # phase 3's live evaluation at step 1 (the driver's, with rank 0's policy of that step); step 2 is the final one
+    assert [(r["step"], r["policy_version"]) for r in lines if r["phase"] == "live_eval"] == [(1, 1)]
+    imagination = torch.load(run_dir / "checkpoints" / "imagination.pt", weights_only=True)
+    agent = torch.load(run_dir / "checkpoints" / "agent.pt", weights_only=True)
+    prior = {k[len("policy."):]: v for k, v in agent["heads"].items() if k.startswith("policy.")}
+    assert all(torch.equal(imagination["prior"][k], v) for k, v in prior.items())   # the phase-2 policy, frozen
     # a rerun: every phase finished, loaded, no learner started, nothing redone
     run(cfg, Console(file=open("/dev/null", "w")))
     out = " ".join(capsys.readouterr().out.split())
     assert "learner actors" not in out
-    assert all(f"{phase}: finished at step" in out for phase in ("tokenizer", "dynamics", "agent"))
+    assert all(f"{phase}: finished at step" in out for phase in ("tokenizer", "dynamics", "agent", "imagination"))
 
 
 @pytest.mark.parametrize("key, override", [

@@ -1,6 +1,7 @@
 """Two learner actors in a gloo group take the same step as one process on the same global batch: the tokenizer,
 the dynamics model (shortcut forcing: per-row noise, bootstrap and single-image rows of the global batch) and
-phase 2 (masked BC and reward means over the whole batch)."""
+phase 2 (masked BC and reward means over the whole batch) and phase 3 (row-keyed imagination, the value and
+PMPO means over the whole batch)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import torch
 
 from learners.world_model_learner import WorldModelLearner
 from system.envs.action_space import crafter_action_space
-from system.model.agent_heads import AgentHeadsConfig
+from system.model.agent_heads import AgentHeads, AgentHeadsConfig
 from system.model.dynamics import Dynamics, DynamicsConfig
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.model.transformer import TransformerConfig
 from system.objectives.shortcut import ShortcutConfig
 from system.phases.train_agent import AgentLearnerSpec
 from system.phases.train_dynamics import DynamicsLearnerSpec
+from system.phases.train_imagination import ImaginationLearnerSpec
 from system.phases.train_tokenizer import TokenizerLearnerSpec
 from system.replay.store import Batch
 from system.training.agent_trainer import AgentTrainConfig
 from system.training.batch_schedule import BatchScheduleConfig
-from system.training.config import AgentSection, DynamicsSection, TokenizerSection
+from system.training.config import AgentSection, DynamicsSection, ImaginationSection, TokenizerSection
 from system.training.data_parallel import Shard
 from system.training.dynamics_trainer import DynamicsTrainConfig
+from system.training.imagination_trainer import ImaginationTrainConfig
 from system.training.tokenizer_trainer import TokenizerTrainConfig, TokenizerTrainer
 
 SEED = 5
@@ -148,11 +151,11 @@ def test_two_dynamics_learners_take_the_one_process_step_of_the_global_batch(loc
     assert wrong > 100 * TOLERANCE, wrong
 
 
-def _replay_batch(rng, rows: int) -> Batch:
-    frames = rng.integers(0, 256, (rows, 4, 16, 16, 3), dtype=np.uint8)
-    terminals = rng.random((rows, 4)) < 0.2   # episode ends: masked BC and reward targets
-    return Batch(frames, _actions(rng, (rows, 4)), (rng.random((rows, 4)) < 0.3).astype(np.float32), terminals,
-                 np.zeros((rows, 4), np.int64), np.array([f"e{k}" for k in range(rows)]),
+def _replay_batch(rng, rows: int, length: int = 4) -> Batch:
+    frames = rng.integers(0, 256, (rows, length, 16, 16, 3), dtype=np.uint8)
+    terminals = rng.random((rows, length)) < 0.2   # episode ends: masked BC and reward targets
+    return Batch(frames, _actions(rng, (rows, length)), (rng.random((rows, length)) < 0.3).astype(np.float32),
+                 terminals, np.zeros((rows, length), np.int64), np.array([f"e{k}" for k in range(rows)]),
                  np.full(rows, -1, np.int32))
 
 
@@ -181,4 +184,43 @@ def test_two_agent_learners_take_the_one_process_step_of_the_global_batch(local_
     for uniform, relevant in steps:
         alone.train_on(_rows(uniform, 0), _rows(relevant, 0))
     wrong = _max_difference(flat(alone.trainer.state_dict()), reference)
+    assert wrong > 100 * TOLERANCE, wrong
+
+
+IMAGINATION = ImaginationSection(train=ImaginationTrainConfig(batch_size=4, context=2, horizon=3, policy_lr=1e-3,
+                                                              value_lr=1e-3))
+
+
+def test_two_imagination_learners_take_the_one_process_step_of_the_global_batch(local_ray):
+    """Phase 3: each rank imagines its share of the start contexts (row-keyed noise and action draws) and the
+    value and PMPO means are the group's, so 2 ranks end where one process ends on all 4 contexts."""
+    rng = np.random.default_rng(3)
+    steps = [_replay_batch(rng, 4, length=IMAGINATION.train.context) for _ in range(3)]
+    spec = ImaginationLearnerSpec(IMAGINATION, AGENT, DYNAMICS, SECTION.model, SPACE, seed=SEED)
+    torch.manual_seed(2)
+    heads = AgentHeads(AGENT.heads, SPACE.components, DYNAMICS.model.agent_tokens, DYNAMICS.model.transformer.dim)
+    with torch.no_grad():   # values that vary from step to step (advantages of both signs) and predicted episode
+        for name, p in heads.named_parameters():   # ends after one to four steps: group sizes differ by rank
+            p.add_(torch.randn_like(p) * 0.05 * (not name.startswith("reward.")))
+        heads.slow_value.module.load_state_dict(heads.value.state_dict())
+        heads.continuation.net[1].weight.mul_(40.0)
+        heads.continuation.net[1].bias.fill_(4.7)
+    weights = {**_tokenizer_weights(), "dynamics": Dynamics(DYNAMICS.model, SPACE).state_dict(),
+               "heads": heads.state_dict()}
+    states = _two_ranks(local_ray, spec, weights, [[(_rows(contexts, r),) for r in range(2)] for contexts in steps])
+
+    one = spec.build(Shard(), "cpu", weights)
+    for contexts in steps:
+        metrics = one.train_on(contexts)
+    assert 0 < metrics["positive_fraction"] < 1 and 0 < metrics["alive_fraction"] < 1, metrics
+    reference = one.trainer.state_dict()["heads"]
+    assert _max_difference(states[0]["heads"], states[1]["heads"]) == 0.0
+    assert _max_difference(states[0]["heads"], reference) < TOLERANCE
+    prior = {k[len("policy."):]: v for k, v in weights["heads"].items() if k.startswith("policy.")}
+    assert _max_difference(states[0]["prior"], prior) == 0.0   # the frozen phase-2 policy, on every rank
+    assert states[0]["step"] == 3
+    alone = spec.build(Shard(), "cpu", weights)  # the check can fail: rank 0 alone on its contexts ends elsewhere
+    for contexts in steps:
+        alone.train_on(_rows(contexts, 0))
+    wrong = _max_difference(alone.trainer.state_dict()["heads"], reference)
     assert wrong > 100 * TOLERANCE, wrong
