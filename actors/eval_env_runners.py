@@ -10,9 +10,9 @@ worker_index (EnvRunner), so with config.seed = s - 1 env k plays CrafterEnv's w
 first world on: the worlds play_episodes gives env k (system/phases/live_eval.py). `play_quota` has the runner
 sample quotas[k] whole episodes (`sample(num_episodes=...)`: RLlib resets the env, autoresets it after each
 episode and returns exactly that many finished episodes) and answers {"episodes": [{"world": [seed, index],
-"return", "length", "achievements"} from each episode's last info (CrafterEnv's info["episode"])], "runner": its worker_index, "frames":
-the first video_frames observations of its first episode (runner 1 only: episode 0 is the video), "version":
-the newest weights version that acted}. It then frees the service slot its last episode held.
+"return", "length", "achievements"} from each episode's last info (CrafterEnv's info["episode"])], "runner":
+its worker_index, "frames": the first video_frames observations of its first episode (runner 1 only: episode 0
+is the video), "version": the newest weights version that acted}. It then frees the service slot its last episode held.
 
 A runner that dies (its process killed, its node lost) is restarted by Ray (`max_num_env_runner_restarts`); the
 module of its new life opens episodes under the same owner, `eval<worker_index>` (EvalEnvRunner), and first frees
@@ -79,7 +79,8 @@ def eval_runner_group(spec: EvalRunnersSpec, max_restarts: int = 3) -> EnvRunner
     config = (_EvalConfig()
               .environment(make_eval_crafter, env_config={"size": list(spec.size), "seed": spec.seed,
                                                           "max_steps": spec.max_steps})
-              .env_runners(env_runner_cls=EvalEnvRunner, num_env_runners=spec.runners, num_envs_per_env_runner=1, num_cpus_per_env_runner=0,
+              .env_runners(env_runner_cls=EvalEnvRunner, num_env_runners=spec.runners, num_envs_per_env_runner=1,
+                           num_cpus_per_env_runner=0,
                            env_to_module_connector=lambda env, spaces, device: [PreviousActionToBatch(),
                                                                                 WorldToBatch()])
               .rl_module(rl_module_spec=RLModuleSpec(module_class=ServicePolicyModule,

@@ -13,8 +13,9 @@ play_episodes plays in the driver (the same worlds, the same per-world noise see
 is checked against the split, so a change in RLlib's seeding fails here, naming the world. A runner lost while
 playing (its process killed, its node gone) is restarted by Ray and plays its whole quota again from its first
 world, so the summary is the one an undisturbed evaluation writes; after `max_restarts` losses in all the
-evaluation fails, naming the runners. Nothing is written to the replay store. Out: the eval.json summary (write_evaluation, same format as the other backends); the start-up
-time (service and runners ready) and the play time are printed.
+evaluation fails, naming the runners. Nothing is written to the replay store. Out: the eval.json summary
+(write_evaluation, same format as the other backends); the start-up time (service and runners ready), the play
+time and the runner restarts are printed.
 """
 
 from __future__ import annotations
