@@ -182,7 +182,7 @@ def test_test_files_mirror_the_modules_they_test():
             if not any(p.name.lower().removesuffix(".py") == module for p in (ROOT / "deploy").iterdir()):
                 misplaced.append(f"{rel}: nothing named {module} in deploy/")
             continue
-        elif rel.parts[1] in ("actors", "learners"):   # tests/actors/test_x.py -> actors/x.py (the Ray shells)
+        elif rel.parts[1] in ("actors", "learners", "benchmarks"):   # tests/actors/test_x.py -> actors/x.py, ...
             target = ROOT / rel.parts[1] / f"{module}.py"
         else:                            # tests/<package>/test_<module>.py -> system/<package>/<module>.py
             target = ROOT / "system" / rel.parts[1] / f"{module}.py"
