@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import gpu_train
 from system.model.dynamics import Dynamics
@@ -62,3 +63,18 @@ def test_tiny_mode_runs_every_workload_on_cpu(capsys):
     forward = gpu_train.dynamics_forward_flops(model_cfg, model, s.batch, s.frames)
     boot = round(0.25 * s.batch)
     assert dynamics["step_flops"] == pytest.approx(3 * forward + 2 * forward * boot / s.batch)
+
+
+def test_the_dynamics_training_forward_compiles_without_graph_breaks():
+    """fullgraph=True: torch.compile raises on any graph break; the compiled step's loss is the eager one's."""
+    s = gpu_train.TINY
+    cfg = gpu_train.DynamicsTrainConfig(shortcut=gpu_train.ShortcutConfig(bootstrap_warmup=0), warmup_steps=1)
+    z1 = torch.randn(s.batch, s.frames, s.packed_tokens, s.packed_dim, generator=torch.Generator().manual_seed(0))
+    actions = torch.randint(0, 17, (s.batch, s.frames, 1), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Dynamics(gpu_train.dynamics_config(s, "auto"), gpu_train.CrafterLikeSpace())
+        trainer = gpu_train.DynamicsTrainer(torch.compile(model, fullgraph=True) if compiled else model, cfg, seed=0)
+        losses.append([trainer.train_step(z1, actions)["loss"] for _ in range(2)])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
