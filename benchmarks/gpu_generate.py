@@ -4,7 +4,7 @@
     python benchmarks/gpu_generate.py --tiny            # the same code at toy sizes on CPU in seconds (a test)
     python benchmarks/gpu_generate.py --workloads medium,act --compile
 
-Imports torch and system/ only. One run measures the card (bf16 matmul rate, copy bandwidth; fp32 on CPU),
+Imports torch, system/ and benchmarks/card.py only. One run measures the card (bf16 matmul rate, copy bandwidth; fp32 on CPU),
 then per workload the analytic FLOPs and bytes of a generated frame, the floors they give (FLOPs / matmul
 rate, bytes / copy bandwidth), the measured figures, and checks of the fast path: cached generation against
 uncached recomputation (rollout vs rollout_uncached over a short history, max |difference| of the latents) and,
@@ -37,7 +37,6 @@ import argparse
 import copy
 import json
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -45,9 +44,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script from anywhere
+
+from benchmarks.card import CrafterLikeSpace, card_rates, counted_flops, sync, timed  # noqa: E402
 
 from system.imagination.acting_service import ActingService, ActRequest  # noqa: E402
 from system.imagination.generation import (CachedSampler, GenerationConfig, draw_noise, rollout,  # noqa: E402
@@ -61,49 +61,7 @@ from system.model.transformer import TransformerConfig  # noqa: E402
 TARGETS = {"paper_fps": 100.0, "medium_fps": 300.0, "imagine_floor_fraction": 0.4}
 
 
-class CrafterAction:
-    name, kind, num_classes = "action", "categorical", 17
-
-
-class CrafterLikeSpace:
-    """Crafter's action space as the models read it (system/envs imports gymnasium, which the GPU machine may
-    lack)."""
-    name, components = "crafter-like", (CrafterAction(),)
-
-
 SPACE = CrafterLikeSpace()
-
-
-# -- the card ------------------------------------------------------------------------------------------------
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of `repeats` calls of fn (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def card_rates(device: torch.device, tiny: bool) -> dict:
-    n = 256 if tiny else 8192
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    matmul_s = timed(lambda: a @ b, device, 3 if tiny else 20)
-    src = torch.empty((4 if tiny else 1024) * 2**20, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    copy_s = timed(lambda: dst.copy_(src), device, 3 if tiny else 20)
-    return {"matmul_flops_per_s": 2 * n**3 / matmul_s, "matmul_dtype": str(dtype).replace("torch.", ""),
-            "copy_bytes_per_s": 2 * src.numel() / copy_s}
 
 
 # -- models and counts ---------------------------------------------------------------------------------------
@@ -177,12 +135,6 @@ def frame_bytes(model: Dynamics, k: int, batch: int = 1, bytes_per_value: int = 
     t, s = model.cfg.transformer, model.layout.num_tokens
     kv = t.num_temporal_layers * batch * s * t.context * 2 * t.num_kv_heads * t.head_dim
     return float((k + 1) * (transformer_params(model) + kv) * bytes_per_value)
-
-
-def counted_flops(fn) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 # -- workloads -----------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
     python benchmarks/gpu_train.py --tiny               # the same code at toy sizes on CPU in seconds (a test)
     python benchmarks/gpu_train.py --workloads dynamics --steps 10 --compile
 
-Imports torch and system/ only (the GPU machine has neither Ray, Redis nor Crafter). One run measures, in order:
+Imports torch, system/ and benchmarks/card.py only (the GPU machine has neither Ray, Redis nor Crafter). One run
+measures, in order:
 1. the card: bf16 matmul rate (square matmuls of side 8192, fp32 on CPU) and copy bandwidth (a 1 GiB copy,
    read + write counted);
 2. per workload, the model FLOPs of one training step, the predicted step time (FLOPs / that matmul rate), the
@@ -36,16 +37,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run as a script from anywhere
+
+from benchmarks.card import CrafterLikeSpace, card_rates, counted_flops, sync, timed  # noqa: E402
 
 from system.model.dynamics import Dynamics, DynamicsConfig  # noqa: E402
 from system.model.tokenizer import TokenizerConfig  # noqa: E402
@@ -55,49 +56,6 @@ from system.training.dynamics_trainer import DynamicsTrainConfig, DynamicsTraine
 from system.training.tokenizer_trainer import TokenizerTrainConfig, TokenizerTrainer  # noqa: E402
 
 TARGET_MFU = {"dynamics": 0.5, "tokenizer64": 0.4, "tokenizer384": 0.4}
-
-
-class CrafterAction:
-    name, kind, num_classes = "action", "categorical", 17
-
-
-class CrafterLikeSpace:
-    """Crafter's action space as the dynamics model reads it (system/envs imports gymnasium, which the GPU
-    machine may lack)."""
-    name, components = "crafter-like", (CrafterAction(),)
-
-
-# -- the card ------------------------------------------------------------------------------------------------
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median seconds of `repeats` calls of fn (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def card_rates(device: torch.device, tiny: bool) -> dict:
-    """The matmul rate (bf16 on CUDA, fp32 on CPU) and the copy bandwidth this run can reach."""
-    n = 256 if tiny else 8192
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    matmul_s = timed(lambda: a @ b, device, 3 if tiny else 20)
-    src = torch.empty((4 if tiny else 1024) * 2**20, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    copy_s = timed(lambda: dst.copy_(src), device, 3 if tiny else 20)
-    return {"matmul_flops_per_s": 2 * n**3 / matmul_s, "matmul_dtype": str(dtype).replace("torch.", ""),
-            "copy_bytes_per_s": 2 * src.numel() / copy_s}
 
 
 # -- FLOPs ---------------------------------------------------------------------------------------------------
@@ -135,13 +93,6 @@ def dynamics_step_flops(cfg: DynamicsConfig, model: Dynamics, batch: int, frames
     boot = num_bootstrap_rows(batch, shortcut, step)
     return (3 * dynamics_forward_flops(cfg, model, batch, frames, allowed_only)
             + 2 * dynamics_forward_flops(cfg, model, boot, frames, allowed_only))
-
-
-def counted_flops(fn) -> float:
-    """What torch's FlopCounterMode counts while fn runs (forward and backward)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return float(counter.get_total_flops())
 
 
 # -- workloads -----------------------------------------------------------------------------------------------
