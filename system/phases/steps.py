@@ -6,6 +6,8 @@
     metrics = steps.train_on(*batch)     # one step on a given batch (tests)
     save_checkpoint(path, steps.checkpoint())   # the phase's checkpoint format, whoever trained
     states = steps.weights(("dynamics", "policy"))   # CPU state dicts for the world-model service
+    model = loaded(Dynamics(cfg, space), weights["dynamics"], device)   # a spec's build: a part the driver sent
+    store = rank_store(replay_cfg, sample_seed, shard)                    # this rank's replay client
 
 The phase loops (system/phases/train_*.py) and the learner actors (learners/world_model_learner.py) take the
 same steps, so a phase trained by N data-parallel learners is the phase the driver trains, with each rank's
@@ -18,7 +20,21 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from system.replay import ReplayConfig, make_store
 from system.training.data_parallel import Shard
+
+
+def loaded(module: nn.Module, state: dict, device) -> nn.Module:
+    """`module` on `device` holding `state` (a part the driver sent: frozen, or where the phase starts)."""
+    module = module.to(device)
+    module.load_state_dict(state)
+    return module
+
+
+def rank_store(replay: ReplayConfig | None, sample_seed: int, shard: Shard):
+    """This rank's replay client, sampling from sample_seed + rank (each rank draws its own rows); None without
+    a replay config (tests hand batches to train_on)."""
+    return make_store(replay, seed=sample_seed + shard.rank) if replay is not None else None
 
 
 class PhaseSteps:

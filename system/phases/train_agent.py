@@ -34,8 +34,8 @@ from system.model.dynamics import Dynamics
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.objectives.agent_losses import behaviour_cloning_loss
 from system.phases.frames import frames_to_float
-from system.phases.steps import PhaseSteps
-from system.replay import ReplayConfig, make_store
+from system.phases.steps import PhaseSteps, loaded, rank_store
+from system.replay import ReplayConfig
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
@@ -101,17 +101,15 @@ class AgentLearnerSpec:
     sample_seed: int = 0
 
     def build(self, shard: Shard, device, weights: dict) -> AgentSteps:
-        tokenizer = Tokenizer(self.tokenizer).to(device)
-        tokenizer.load_state_dict(weights["tokenizer"])
-        model = Dynamics(self.dynamics.model, self.action_space).to(device)
-        model.load_state_dict(weights["dynamics"])
+        tokenizer = loaded(Tokenizer(self.tokenizer), weights["tokenizer"], device)
+        model = loaded(Dynamics(self.dynamics.model, self.action_space), weights["dynamics"], device)
         torch.manual_seed(self.seed)  # every rank builds the same initial heads; rank 0 broadcasts them anyway
         heads = AgentHeads(self.section.heads, self.action_space.components, self.dynamics.model.agent_tokens,
                            self.dynamics.model.transformer.dim).to(device)
         trainer = AgentTrainer(model, heads, self.section.train, self.dynamics.train.shortcut, seed=self.seed,
                                dynamics_step=self.dynamics.train.steps)
-        store = make_store(self.replay, seed=self.sample_seed + shard.rank) if self.replay is not None else None
-        return AgentSteps(trainer, tokenizer, store, self.section, self.table, shard)
+        return AgentSteps(trainer, tokenizer, rank_store(self.replay, self.sample_seed, shard), self.section,
+                          self.table, shard)
 
 
 def run_agent_phase(cfg, store, tokenizer, model, action_space: ActionSpace, held_out, run_dir: Path, log,

@@ -32,8 +32,8 @@ from system.imagination.open_loop import open_loop_figures
 from system.model.dynamics import Dynamics, check_matches_tokenizer
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.phases.frames import frames_to_float
-from system.phases.steps import PhaseSteps
-from system.replay import ReplayConfig, make_store
+from system.phases.steps import PhaseSteps, loaded, rank_store
+from system.replay import ReplayConfig
 from system.run.media import write_grid, write_video
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
@@ -86,13 +86,12 @@ class DynamicsLearnerSpec:
     sample_seed: int = 0
 
     def build(self, shard: Shard, device, weights: dict) -> DynamicsSteps:
-        tokenizer = Tokenizer(self.tokenizer).to(device)
-        tokenizer.load_state_dict(weights["tokenizer"])
+        tokenizer = loaded(Tokenizer(self.tokenizer), weights["tokenizer"], device)
         torch.manual_seed(self.seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
         trainer = DynamicsTrainer(Dynamics(self.section.model, self.action_space).to(device), self.section.train,
                                   seed=self.seed)
-        store = make_store(self.replay, seed=self.sample_seed + shard.rank) if self.replay is not None else None
-        return DynamicsSteps(trainer, tokenizer, store, self.section, self.table, shard)
+        return DynamicsSteps(trainer, tokenizer, rank_store(self.replay, self.sample_seed, shard), self.section,
+                             self.table, shard)
 
 
 def run_dynamics_phase(cfg, store, tokenizer, held_out: tuple[np.ndarray, np.ndarray], action_space: ActionSpace,

@@ -39,9 +39,9 @@ from system.model.agent_heads import AgentHeads
 from system.model.dynamics import Dynamics
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.phases.frames import frames_to_float
-from system.phases.steps import PhaseSteps
+from system.phases.steps import PhaseSteps, loaded, rank_store
 from system.phases.train_agent import replay_batch
-from system.replay import ReplayConfig, make_store
+from system.replay import ReplayConfig
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
 from system.run.typed_config import to_dict
@@ -102,18 +102,14 @@ class ImaginationLearnerSpec:
     sample_seed: int = 0
 
     def build(self, shard: Shard, device, weights: dict) -> ImaginationSteps:
-        tokenizer = Tokenizer(self.tokenizer).to(device)
-        tokenizer.load_state_dict(weights["tokenizer"])
-        model = Dynamics(self.dynamics.model, self.action_space).to(device)
-        model.load_state_dict(weights["dynamics"])
-        heads = AgentHeads(self.agent.heads, self.action_space.components, self.dynamics.model.agent_tokens,
-                           self.dynamics.model.transformer.dim).to(device)
-        heads.load_state_dict(weights["heads"])
+        model = loaded(Dynamics(self.dynamics.model, self.action_space), weights["dynamics"], device)
+        heads = loaded(AgentHeads(self.agent.heads, self.action_space.components, self.dynamics.model.agent_tokens,
+                                  self.dynamics.model.transformer.dim), weights["heads"], device)
         trainer = ImaginationTrainer(model, heads, self.section.train, self.dynamics.generation, seed=self.seed,
                                      shortcut=self.dynamics.train.shortcut,
                                      dynamics_step=self.dynamics.train.steps + self.agent.train.steps)
-        store = make_store(self.replay, seed=self.sample_seed + shard.rank) if self.replay is not None else None
-        return ImaginationSteps(trainer, tokenizer, store, self.section, self.table, shard)
+        return ImaginationSteps(trainer, loaded(Tokenizer(self.tokenizer), weights["tokenizer"], device),
+                                rank_store(self.replay, self.sample_seed, shard), self.section, self.table, shard)
 
 
 def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir: Path, log, device,

@@ -24,8 +24,8 @@ import torch
 
 from system.model.tokenizer import Tokenizer
 from system.phases.frames import frames_to_float
-from system.phases.steps import PhaseSteps
-from system.replay import ReplayConfig, make_store
+from system.phases.steps import PhaseSteps, rank_store
+from system.replay import ReplayConfig
 from system.run.media import write_grid
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
@@ -68,8 +68,7 @@ class TokenizerLearnerSpec:
         torch.manual_seed(self.seed)  # every rank builds the same initial model; rank 0 broadcasts it anyway
         generator = torch.Generator(device=device).manual_seed(self.seed + 1 + shard.rank)
         trainer = TokenizerTrainer(self.section.model, self.section.train, device, generator)
-        store = make_store(self.replay, seed=self.seed + shard.rank) if self.replay is not None else None
-        return TokenizerSteps(trainer, store, self.section, self.table, shard)
+        return TokenizerSteps(trainer, rank_store(self.replay, self.seed, shard), self.section, self.table, shard)
 
 
 def run_tokenizer_phase(cfg, store, held_out: np.ndarray, run_dir: Path, log, device,
