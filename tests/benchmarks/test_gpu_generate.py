@@ -4,22 +4,16 @@ summary last, cached generation equals uncached recomputation, and its FLOP coun
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks import gpu_generate
+from tests.helpers.gpu_machine import absent_packages_imported
 
 
 def test_the_suite_imports_torch_and_system_only():
     """The GPU machine has PyTorch but not Ray, Redis, Crafter or gymnasium."""
-    code = ("import sys, benchmarks.gpu_generate; print(sorted(m for m in ('ray', 'redis', 'crafter', 'gymnasium', "
-            "'yaml', 'wandb') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.stdout.strip() == "[]", out.stdout
+    assert absent_packages_imported("benchmarks.gpu_generate") == []
 
 
 def test_frame_counts_of_a_hand_sized_model():

@@ -4,9 +4,6 @@ summary last, its fast paths agree with the reference, and its FLOP count is the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +11,7 @@ import torch
 from benchmarks import gpu_train
 from system.model.dynamics import Dynamics
 from system.model.transformer import TransformerConfig
+from tests.helpers.gpu_machine import absent_packages_imported
 
 
 def test_transformer_flops_match_a_hand_count():
@@ -31,11 +29,7 @@ def test_transformer_flops_match_a_hand_count():
 
 def test_the_suite_imports_torch_and_system_only():
     """The GPU machine has PyTorch but not Ray, Redis, Crafter or gymnasium."""
-    code = ("import sys, benchmarks.gpu_train; print(sorted(m for m in ('ray', 'redis', 'crafter', 'gymnasium', "
-            "'yaml', 'wandb') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert out.stdout.strip() == "[]", out.stdout
+    assert absent_packages_imported("benchmarks.gpu_train") == []
 
 
 def test_tiny_mode_runs_every_workload_on_cpu(capsys):
