@@ -17,8 +17,10 @@ weights version that imagined it), which a worker stores as they are. An async a
 meet in one event loop, where system/imagination/request_batcher.py gathers them into batches of one kind (acts;
 imagine requests of one shape), at most spec.max_wait_ms after the first or spec.max_batch rows, for
 system/imagination/acting_service.py, which owns the models, the slots and the weights version. The oldest
-waiting request opens each batch, so acts and imagine requests do not starve each other. A weight swap waits
-its turn between two batches, so every action and trajectory comes with the version that computed it and no
+waiting request opens each batch, so acts and imagine requests do not starve each other, and an imagine batch
+runs a frame at a time with the acts that arrived meanwhile answered between its frames: an act waits for at
+most one imagined frame, not a whole rollout. A weight swap waits its turn between two batches (after every
+frame of a rollout in progress), so every action and trajectory comes with the version that computed it and no
 batch mixes versions. Weights arrive as an object reference (Ray's object store), never through the replay
 store.
 """
@@ -52,6 +54,7 @@ class ServiceSpec:
     slots: int = 64                # live episodes at once (KV-cache rows)
     max_batch: int = 64            # rows per batch: an act is one, an imagine request its B start contexts
     max_wait_ms: float = 2.0       # gathering window after a batch's first request
+    imagine_wait_ms: float | None = None   # imagine batches' own window (None: max_wait_ms): short against a rollout
     argmax: bool = False           # arg-max actions instead of samples (evaluation, tests)
     seed: int = 0
     threads: int = 0               # torch intra-op threads of the compute thread; 0: torch's default
@@ -70,8 +73,11 @@ class WorldModelServiceShell:
                                      Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy,
                                      spec.generation, spec.slots, spec.argmax, spec.seed,
                                      heads=heads, prior=copy.deepcopy(heads.policy))
+        waits_ms = {"act": spec.max_wait_ms,
+                    "imagine": spec.max_wait_ms if spec.imagine_wait_ms is None else spec.imagine_wait_ms}
         self.batcher = RequestBatcher(self.service.run_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
-                                      key=batch_key, kind=batch_kind, size=batch_rows)
+                                      key=batch_key, kind=batch_kind, size=batch_rows,
+                                      wait=lambda kind: waits_ms[kind[0]] / 1000.0)
 
     async def open_episode(self, seed: int | None = None, owner: str | None = None) -> int:
         return self.service.open_episode(seed, owner)

@@ -10,7 +10,7 @@
 
     # with heads=AgentHeads (policy = heads.policy) and prior: imagination too (imagine_service.py)
     [traj] = service.imagine_batch([ImagineRequest(context, actions, horizon=16, seed=3)])   # at service.version
-    service.run_batch(requests)                         # act_batch or imagine_batch, by the requests' kind
+    service.run_batch(requests)                         # act_batch, or an imagine batch to advance frame by frame
 
 No Ray here: actors/world_model_service.py wraps it in an async actor with a RequestBatcher in front. The work
 is split so the shell can run the two halves on different threads: `admit` (slot bookkeeping, cheap, on the
@@ -193,10 +193,11 @@ class ActingService:
         """Rollouts of every request's start contexts in one batch, stamped with the current version."""
         return self.imagination.run(requests, self.version)
 
-    def run_batch(self, requests: list) -> list:
-        """A batch of one kind (batch_kind): acts or imagine requests."""
+    def run_batch(self, requests: list):
+        """A batch of one kind (batch_kind): acts (their results), or imagine requests, handed back unfinished
+        (an ImagineBatch: `advance()` per frame; a RequestBatcher answers acts between the frames)."""
         if requests and isinstance(requests[0], ImagineRequest):
-            return self.imagine_batch(requests)
+            return self.imagination.start(requests, self.version)
         return self.act_batch(requests)
 
     def load_weights(self, version: int, states: dict) -> int:

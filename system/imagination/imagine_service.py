@@ -3,6 +3,8 @@
     imagination = Imagination(tokenizer, dynamics, heads, prior, GenerationConfig())
     request = imagination.check(ImagineRequest(context, actions, horizon=16, seed=3))
     [traj] = imagination.run([request, ...], version=5)       # one ImaginedTrajectory per request, in order
+    batch = imagination.start([request, ...], version=5)     # the same a frame at a time:
+    while (trajs := batch.advance()) is None: ...             #   None until the last frame
 
 ImagineRequest: context (B, T0, H, W, 3) uint8 frames (encoded here with the tokenizer, as a worker would) or
 (B, T0, N_z, D_z) float32 packed latents; actions (B, T0, A) int of the context steps (-1: none); task (B,) int
@@ -15,21 +17,25 @@ drawing noise and actions from the request's generator: a request gets the rollo
 (the same arithmetic per row; a larger batch may round differently, about 1e-6 here) and the rollouts the
 phase-3 trainer imagines with `ImaginationTrainer(..., seed=seed).imagine` on the same models and contexts.
 The heads give policy, reward, continuation and slow value; `prior` is the frozen phase-2 policy.
+`start` hands back the batch unfinished (a request_batcher.Unfinished) so the service can answer acts between
+its frames; each batch in progress holds its own sampler (KV cache), taken from a pool of idle ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from system.imagination.generation import CachedSampler, GenerationConfig
-from system.imagination.imagine import imagine
+from system.imagination.imagine import Rollout
+from system.imagination.request_batcher import Unfinished
 from system.imagination.trajectory import ImaginedTrajectory
 
-SAMPLERS_KEPT = 4  # KV caches of recent batch sizes kept for reuse (a prefill resets them)
+SAMPLERS_KEPT = 4  # idle KV caches kept for reuse (a prefill resets them); one per rollout in progress
 
 
 @dataclass
@@ -58,7 +64,7 @@ class Imagination:
     def __init__(self, tokenizer, dynamics, heads, prior, generation: GenerationConfig):
         self.tokenizer, self.dynamics, self.heads, self.prior = tokenizer, dynamics, heads, prior
         self.generation = generation
-        self.samplers: dict[int, CachedSampler] = {}
+        self.samplers: dict[int, list[CachedSampler]] = {}   # batch rows -> idle samplers
 
     def check(self, request: ImagineRequest) -> ImagineRequest:
         """Shapes against the models; a wrong request fails its caller, never the batch it would join."""
@@ -82,16 +88,23 @@ class Imagination:
             raise ValueError(f"imagine: horizon = {request.horizon} must be >= 1")
         return dataclasses.replace(request, context=context, actions=actions)
 
-    def _sampler(self, batch: int) -> CachedSampler:
-        if batch not in self.samplers:
-            if len(self.samplers) >= SAMPLERS_KEPT:
-                self.samplers.pop(next(iter(self.samplers)))
-            param = next(self.dynamics.parameters())
-            self.samplers[batch] = CachedSampler(self.dynamics, self.generation, batch, param.device, param.dtype)
-        return self.samplers[batch]
+    def _take_sampler(self, batch: int) -> CachedSampler:
+        """An idle sampler of `batch` rows (each rollout in progress holds its own KV cache)."""
+        idle = self.samplers.get(batch)
+        if idle:
+            return idle.pop()
+        param = next(self.dynamics.parameters())
+        return CachedSampler(self.dynamics, self.generation, batch, param.device, param.dtype)
+
+    def _give_back(self, sampler: CachedSampler) -> None:
+        if sum(map(len, self.samplers.values())) >= SAMPLERS_KEPT:   # drop the oldest idle one
+            oldest = next(size for size, idle in self.samplers.items() if idle)
+            self.samplers[oldest].pop(0)
+        self.samplers.setdefault(sampler.batch, []).append(sampler)
 
     @torch.no_grad()
-    def run(self, requests: list[ImagineRequest], version: int) -> list[ImaginedTrajectory]:
+    def start(self, requests: list[ImagineRequest], version: int) -> "ImagineBatch":
+        """The requests' rollouts, prefilled: ImagineBatch.advance() imagines one frame of all of them."""
         kinds = {request.kind() for request in requests}
         if len(kinds) != 1:
             raise ValueError(f"one imagine batch holds requests of one kind, got {sorted(map(str, kinds))}")
@@ -106,9 +119,40 @@ class Imagination:
             task = torch.from_numpy(np.concatenate([np.full(r.rows, -1) if r.task is None else np.asarray(r.task)
                                                     for r in requests])).to(device).long()
         streams = [(r.rows, torch.Generator(device=device).manual_seed(int(r.seed))) for r in requests]
-        traj = imagine(self._sampler(context.shape[0]), self.heads, self.prior, context, actions, task,
-                       first.horizon, streams, argmax=first.argmax, policy_version=version)
-        bounds = np.cumsum([0] + [r.rows for r in requests])
+        sampler = self._take_sampler(context.shape[0])
+        try:
+            rollout = Rollout(sampler, self.heads, self.prior, context, actions, task, first.horizon, streams,
+                              argmax=first.argmax, policy_version=version)
+        except BaseException:
+            self._give_back(sampler)
+            raise
+        return ImagineBatch(rollout, [r.rows for r in requests], lambda: self._give_back(sampler))
+
+    def run(self, requests: list[ImagineRequest], version: int) -> list[ImaginedTrajectory]:
+        """`start` and every frame at once."""
+        batch = self.start(requests, version)
+        while (trajectories := batch.advance()) is None:
+            pass
+        return trajectories
+
+
+class ImagineBatch(Unfinished):
+    """Rollouts of one batch of requests in progress; `advance()` returns the per-request trajectories after the
+    last frame (None before), and gives the sampler back then or when a frame fails."""
+
+    def __init__(self, rollout: Rollout, rows: list[int], release: Callable[[], None]):
+        self.rollout, self.rows, self.release = rollout, rows, release
+
+    def advance(self) -> list[ImaginedTrajectory] | None:
+        try:
+            if not self.rollout.advance():
+                return None
+            traj = self.rollout.trajectory()
+        except BaseException:
+            self.release()    # a prefill resets the sampler for its next rollout
+            raise
+        self.release()
+        bounds = np.cumsum([0] + self.rows)
         return [split(traj, start, end) for start, end in zip(bounds[:-1], bounds[1:])]
 
 

@@ -6,7 +6,8 @@
     await batcher.control(lambda: load_weights(...))   # runs between two batches, in arrival order
 
 A batch holds requests of one kind only (`kind(request)`, hashable: the world-model service's act requests, and
-its imagine requests of one shape) and closes `max_wait_s` after it opened or when it holds `max_batch` rows
+its imagine requests of one shape) and closes `max_wait_s` (or the kind's own `wait(kind)`) after it opened or
+when it holds `max_batch` rows
 (`size(request)` rows each; a single larger request runs alone), whichever comes first; `run_batch(list of
 requests) -> list of results` then runs on one compute thread (so the next batch gathers meanwhile) and each
 caller gets its own result. Two requests with the same key (frames of one episode) never share a batch: the
@@ -18,6 +19,12 @@ it: with two kinds, at most one batch of the other kind. Requests of other kinds
 gathers wait for the next. A control call (a weight swap) is a barrier in arrival order: requests that arrived
 before it run before it, later ones after it, so no batch mixes two states. An exception of run_batch goes to
 every caller of that batch.
+
+Long batches can run a piece at a time: run_batch returns an `Unfinished` (the world-model service's imagine
+rollouts, one frame per piece), which goes back in line behind the requests that arrived meanwhile, so they
+wait at most one piece, not the whole batch; its callers get their results when its last piece is done. A
+control call that arrived during a batch still waits for all its pieces (no rollout mixes two weight versions),
+and so do the requests behind that control call.
 """
 
 from __future__ import annotations
@@ -30,19 +37,37 @@ from typing import Any
 _CONTROL = object()
 
 
+class Unfinished:
+    """What run_batch may return instead of the results: work to finish a piece at a time. `advance()` does one
+    piece on the compute thread and returns the batch's results when done, None before."""
+
+    def advance(self) -> list | None:
+        raise NotImplementedError
+
+
+class _Resume:
+    """A batch handed back unfinished, waiting in line for its next piece."""
+
+    def __init__(self, work: Unfinished, futures: list):
+        self.work, self.futures = work, futures
+
+
 class RequestBatcher:
     def __init__(self, run_batch: Callable[[list], list], max_batch: int, max_wait_s: float,
                  key: Callable[[Any], Any] = id, kind: Callable[[Any], Any] = lambda request: None,
-                 size: Callable[[Any], int] = lambda request: 1):
+                 size: Callable[[Any], int] = lambda request: 1,
+                 wait: Callable[[Any], float] | None = None):
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch = {max_batch} must be >= 1 and max_wait_s = {max_wait_s} >= 0")
         self.run_batch, self.max_batch, self.max_wait_s = run_batch, max_batch, max_wait_s
+        self.wait = wait or (lambda kind: max_wait_s)   # a kind's own gathering window, if it has one
         self.key, self.kind, self.size = key, kind, size
         self.queue: asyncio.Queue | None = None
         self.waiting: list = []                     # arrived, not yet run: (request, future) or (_CONTROL, ...)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.batch_sizes: list[int] = []
         self.batch_kinds: list[str] = []            # the name of each batch's kind (its first item if a tuple)
+        self.pieces = 0                             # pieces of unfinished batches run after their first
         self._loop_task: asyncio.Task | None = None
 
     def _start(self) -> None:
@@ -71,7 +96,7 @@ class RequestBatcher:
         closed, kept = False, []
         for item in self.waiting:
             request = item[0]
-            if closed or request is _CONTROL or self.kind(request) != kind:
+            if closed or request is _CONTROL or isinstance(request, _Resume) or self.kind(request) != kind:
                 closed = closed or request is _CONTROL
                 kept.append(item)
                 continue
@@ -98,9 +123,15 @@ class RequestBatcher:
                 fn, future = self.waiting.pop(0)[1]
                 await self._settle([future], loop.run_in_executor(self.executor, fn), single=True)
                 continue
+            if isinstance(self.waiting[0][0], _Resume):
+                resume = self.waiting.pop(0)[0]
+                self.pieces += 1
+                await self._settle(resume.futures, loop.run_in_executor(self.executor, resume.work.advance),
+                                   work=resume.work)
+                continue
             batch: list = []
             kind = self.kind(self.waiting[0][0])   # the oldest waiting request opens the batch
-            deadline = loop.time() + self.max_wait_s
+            deadline = loop.time() + self.wait(kind)
             while not self._take(kind, batch):
                 timeout = deadline - loop.time()
                 if timeout <= 0:
@@ -114,18 +145,30 @@ class RequestBatcher:
             requests = [request for request, _ in batch]
             await self._settle([f for _, f in batch], loop.run_in_executor(self.executor, self.run_batch, requests))
 
-    @staticmethod
-    async def _settle(futures: list, work, single: bool = False) -> None:
+    async def _settle(self, futures: list, call, single: bool = False, work: Unfinished | None = None) -> None:
+        """Awaits the compute thread's `call`; hands its results to the callers, or puts unfinished work back in
+        line (`work`: the batch `call` advanced)."""
         try:
-            results = await work
+            results = await call
         except Exception as error:  # every caller of the batch hears of it; the loop goes on
             for future in futures:
                 if not future.done():
                     future.set_exception(error)
             return
+        if isinstance(results, Unfinished) or (results is None and work is not None):
+            self._resume_later(_Resume(results if isinstance(results, Unfinished) else work, futures))
+            return
         for future, result in zip(futures, [results] if single else results):
             if not future.done():  # a caller that gave up (cancelled) is skipped
                 future.set_result(result)
+
+    def _resume_later(self, resume: _Resume) -> None:
+        """Behind every request that arrived meanwhile (they go first: a request waits at most one piece), but
+        before the first control call, which must not run in the middle of a batch."""
+        while not self.queue.empty():
+            self.waiting.append(self.queue.get_nowait())
+        at = next((i for i, item in enumerate(self.waiting) if item[0] is _CONTROL), len(self.waiting))
+        self.waiting.insert(at, (resume, None))
 
     def stats(self) -> dict:
         sizes = self.batch_sizes
@@ -136,7 +179,8 @@ class RequestBatcher:
             counts["requests"] += size
         return {"batches": len(sizes), "requests": sum(sizes),
                 "mean_batch": sum(sizes) / len(sizes) if sizes else 0.0,
-                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0, "by_kind": by_kind}
+                "mean_fill": sum(sizes) / len(sizes) / self.max_batch if sizes else 0.0, "by_kind": by_kind,
+                "resumed_pieces": self.pieces}
 
     def close(self) -> None:
         if self._loop_task is not None:

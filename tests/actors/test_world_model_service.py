@@ -125,8 +125,10 @@ def test_imagine_requests_batch_without_mixing_beside_acts_and_carry_their_weigh
         first = [decode_trajectory(data) for data in local_ray.get(
             [service.imagine.remote(c, a, horizon=3, seed=40 + w) for w, (c, a) in enumerate(starts)])]
         acting.join(timeout=120)
-        stats = local_ray.get(service.stats.remote())["by_kind"]
+        every = local_ray.get(service.stats.remote())
+        stats = every["by_kind"]
         assert stats["imagine"]["requests"] == 3 and stats["imagine"]["batches"] < 3   # batched together
+        assert every["resumed_pieces"] == 3 * stats["imagine"]["batches"]   # a frame at a time: acts go between
         models = (tokenizer, dynamics, heads, prior)
         for w, (context, actions) in enumerate(starts):   # each worker's rows are its own: what it gets alone
             expected, _ = in_driver(models, context, actions, seed=40 + w)

@@ -96,3 +96,29 @@ def test_bad_requests_and_missing_weights_are_refused_by_name(crafter_frames):
                              (ImagineRequest(frames.astype(np.float64), actions, H, 0), "neither uint8 frames")]:
         with pytest.raises(ValueError, match=message):
             service.admit_imagine(request)
+
+
+def test_rollouts_advanced_frame_by_frame_in_turn_are_the_rollouts_each_gets_alone(crafter_frames):
+    """The service interleaves the frames of several imagine batches (and acts) on one compute thread: each batch
+    in progress must keep its own KV cache, so two batches of one size advanced in turn imagine what each
+    imagines alone, and their samplers go back to the pool for the next batches."""
+    service, models = service_and_models(version=3)
+    frames, actions = contexts(crafter_frames, 2, seed=11)
+    other_frames, other_actions = contexts(crafter_frames, 2, seed=12, first=2)
+    expected, _ = in_driver(models, frames, actions, seed=5)
+    expected_other, _ = in_driver(models, other_frames, other_actions, seed=6)
+
+    for _ in range(2):   # the second round runs on the samplers the first gave back
+        first = service.run_batch([service.admit_imagine(ImagineRequest(frames, actions, H, seed=5))])
+        second = service.run_batch([service.admit_imagine(ImagineRequest(other_frames, other_actions, H, seed=6))])
+        results = {}
+        for frame in range(H):   # one frame of each in turn: None until the last
+            for name, batch in (("first", first), ("second", second)):
+                out = batch.advance()
+                assert (out is None) == (frame < H - 1)
+                if out is not None:
+                    results[name] = out[0]
+        for name in FIELDS:
+            assert np.array_equal(getattr(results["first"], name), getattr(expected, name)), name
+            assert np.array_equal(getattr(results["second"], name), getattr(expected_other, name)), name
+        assert [len(idle) for idle in service.imagination.samplers.values()] == [2]   # both back, one per batch

@@ -1,4 +1,5 @@
-"""RequestBatcher in a plain asyncio loop: batch bounds, per-caller results, per-key order, control calls."""
+"""RequestBatcher in a plain asyncio loop: batch bounds, per-caller results, per-key order, control calls, batches
+run a piece at a time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from system.imagination.request_batcher import RequestBatcher
+from system.imagination.request_batcher import RequestBatcher, Unfinished
 
 
 def run(coroutine):
@@ -34,7 +35,7 @@ def test_concurrent_callers_are_batched_up_to_max_batch_and_each_gets_its_own_re
     assert [r for r, _ in results] == [("caller", k) for k in range(10)]
     assert [len(b) for b in log] == [4, 4, 2]
     assert stats == {"batches": 3, "requests": 10, "mean_batch": 10 / 3, "mean_fill": 10 / 12,
-                     "by_kind": {"None": {"batches": 3, "requests": 10}}}
+                     "by_kind": {"None": {"batches": 3, "requests": 10}}, "resumed_pieces": 0}
 
 
 def test_a_lone_request_waits_at_most_max_wait():
@@ -158,3 +159,109 @@ def test_a_control_call_is_a_barrier_for_every_kind():
 
     assert run(main()) == [0, 0, 0, 1, 1, 1]
     assert log == [[(("a", 0), 0), (("a", 1), 0)], [(("i", 0), 0)], [(("i", 1), 1)], [(("a", 2), 1)]]
+
+
+class Pieces(Unfinished):
+    """A batch of "long" requests done in `pieces` pieces; `during(k)` runs inside piece k (k = 0: the start)."""
+
+    def __init__(self, requests, pieces, log, state, during):
+        self.requests, self.pieces, self.log, self.state, self.during = requests, pieces, log, state, during
+        self.done, self.versions = 0, [state["version"]]
+
+    def advance(self):
+        self.done += 1
+        self.log.append(("piece", self.done))
+        self.versions.append(self.state["version"])
+        if self.during(self.done) == "fail":
+            raise RuntimeError(f"piece {self.done} failed")
+        return [tuple(self.versions)] * len(self.requests) if self.done == self.pieces else None
+
+
+def piecewise(log, state, during, pieces=3):
+    def run_batch(requests):
+        if requests[0][0] == "long":
+            log.append(("start", *requests))
+            during(0)
+            return Pieces(requests, pieces, log, state, during)
+        log.append(("acts", *requests, state["version"]))
+        return [state["version"]] * len(requests)
+    return run_batch
+
+
+def arrive(batcher, loop, items, pending):
+    """From the compute thread: submits items (requests, or ("control", fn)) one after another, each in the
+    batcher's queue before the next, while the current piece still runs."""
+    for item in items:
+        queued = batcher.queue.qsize()
+        call = batcher.control(item[1]) if item[0] == "control" else batcher.submit(item)
+        pending.append(asyncio.run_coroutine_threadsafe(call, loop))
+        while batcher.queue.qsize() == queued:
+            time.sleep(0.001)
+
+
+def test_requests_arriving_during_an_unfinished_batch_run_between_its_pieces():
+    log, state, pending = [], {"version": 0}, []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = RequestBatcher(None, max_batch=8, max_wait_s=0.0, kind=lambda r: r[0])
+        arrivals = {0: [("act", 0)], 1: [("act", 1), ("act", 2)]}
+        batcher.run_batch = piecewise(log, state, lambda k: arrive(batcher, loop, arrivals.get(k, []), pending))
+        result = await batcher.submit(("long", 0))
+        others = [await asyncio.wrap_future(f) for f in pending]
+        batcher.close()
+        return result, others, batcher.stats()
+
+    result, others, stats = run(main())
+    assert log == [("start", ("long", 0)), ("acts", ("act", 0), 0), ("piece", 1), ("acts", ("act", 1), ("act", 2), 0),
+                   ("piece", 2), ("piece", 3)]
+    assert result == (0, 0, 0, 0) and others == [0, 0, 0]
+    assert stats["batches"] == 3 and stats["resumed_pieces"] == 3
+
+
+def test_a_control_call_arriving_during_an_unfinished_batch_waits_for_its_last_piece():
+    log, state, pending = [], {"version": 0}, []
+
+    def swap():
+        state["version"] += 1
+        log.append(("swap", state["version"]))
+        return state["version"]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = RequestBatcher(None, max_batch=8, max_wait_s=0.0, kind=lambda r: r[0])
+        arrivals = {1: [("act", 0), ("control", swap), ("act", 1)]}
+        batcher.run_batch = piecewise(log, state, lambda k: arrive(batcher, loop, arrivals.get(k, []), pending))
+        result = await batcher.submit(("long", 0))
+        others = [await asyncio.wrap_future(f) for f in pending]
+        batcher.close()
+        return result, others
+
+    result, others = run(main())
+    # the act before the swap goes between the pieces; the swap and the act after it wait for the last piece
+    assert log == [("start", ("long", 0)), ("piece", 1), ("acts", ("act", 0), 0), ("piece", 2), ("piece", 3),
+                   ("swap", 1), ("acts", ("act", 1), 1)]
+    assert result == (0, 0, 0, 0) and others == [0, 1, 1]
+
+
+def test_a_failing_piece_fails_its_callers_only_and_the_batcher_goes_on():
+    log, state, pending = [], {"version": 0}, []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        batcher = RequestBatcher(None, max_batch=8, max_wait_s=0.0, kind=lambda r: r[0])
+
+        def during(k):
+            if k == 1:
+                arrive(batcher, loop, [("act", 0)], pending)
+            return "fail" if k == 2 else None
+        batcher.run_batch = piecewise(log, state, during)
+        with pytest.raises(RuntimeError, match="piece 2 failed"):
+            await batcher.submit(("long", 0))
+        others = [await asyncio.wrap_future(f) for f in pending]
+        after = await batcher.submit(("act", 1))
+        batcher.close()
+        return others, after
+
+    assert run(main()) == ([0], 0)
+    assert log[-1] == ("acts", ("act", 1), 0) and ("piece", 3) not in log
