@@ -47,6 +47,7 @@ class WorkerSpec:
     seed: int = 0
     threads: int = 1               # torch threads: rollouts are small batches, and the box is shared
     service: Any = None            # a WorldModelService handle: imagine through it instead of own models
+    version_offset: int = 1        # with a service: its weights version for phase-3 policy version 0
 
 
 class ImaginationWorkerShell:
@@ -57,7 +58,7 @@ class ImaginationWorkerShell:
             def imagine(frames, actions, task, horizon, seed):
                 return ray.get(spec.service.imagine.remote(frames, actions, horizon, seed, task=task))
             self.worker = ServiceImaginationWorker(imagine, spec.train, self.store, table, spec.context_table,
-                                                   seed=spec.seed)
+                                                   seed=spec.seed, version_offset=spec.version_offset)
             return
         torch.set_num_threads(spec.threads)
         tokenizer = Tokenizer(spec.tokenizer)

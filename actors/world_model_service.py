@@ -54,7 +54,7 @@ class ServiceSpec:
     slots: int = 64                # live episodes at once (KV-cache rows)
     max_batch: int = 64            # rows per batch: an act is one, an imagine request its B start contexts
     max_wait_ms: float = 2.0       # gathering window after a batch's first request
-    imagine_wait_ms: float | None = None   # imagine batches' own window (None: max_wait_ms): short against a rollout
+    imagine_wait_ms: float = 20.0  # imagine batches' own window: callers send one request per rollout of H frames
     argmax: bool = False           # arg-max actions instead of samples (evaluation, tests)
     seed: int = 0
     threads: int = 0               # torch intra-op threads of the compute thread; 0: torch's default
@@ -73,8 +73,7 @@ class WorldModelServiceShell:
                                      Dynamics(spec.dynamics, spec.action_space).to(device), heads.policy,
                                      spec.generation, spec.slots, spec.argmax, spec.seed,
                                      heads=heads, prior=copy.deepcopy(heads.policy))
-        waits_ms = {"act": spec.max_wait_ms,
-                    "imagine": spec.max_wait_ms if spec.imagine_wait_ms is None else spec.imagine_wait_ms}
+        waits_ms = {"act": spec.max_wait_ms, "imagine": spec.imagine_wait_ms}
         self.batcher = RequestBatcher(self.service.run_batch, spec.max_batch, spec.max_wait_ms / 1000.0,
                                       key=batch_key, kind=batch_kind, size=batch_rows,
                                       wait=lambda kind: waits_ms[kind[0]] / 1000.0)
@@ -97,8 +96,8 @@ class WorldModelServiceShell:
         request = self.service.admit_imagine(ImagineRequest(context, actions, horizon, seed, task, argmax))
         return encode_trajectory(await self.batcher.submit(request))
 
-    async def set_weights(self, version: int, weights: dict) -> int:
-        return await self.batcher.control(lambda: self.service.load_weights(version, weights))
+    async def set_weights(self, version: int, weights: dict, same_version: bool = False) -> int:
+        return await self.batcher.control(lambda: self.service.load_weights(version, weights, same_version))
 
     async def stats(self) -> dict:
         return {**self.batcher.stats(), "version": self.service.version, "slots": self.service.slots,

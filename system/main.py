@@ -141,7 +141,7 @@ def imagination_phase(cfg: Config, store, tokenizer, dynamics, heads, held_out, 
         if workers:
             from system.runtime.imagination_workers import imagined_source
             make_source = lambda trainer: imagined_source(cfg, store, tokenizer, trainer,  # noqa: E731
-                                                          cfg.runtime.imagination_workers)
+                                                          cfg.runtime.imagination_workers, online=online)
         elif learners:  # the learners imagine their own shares
             elsewhere = on_learners(cfg, store, log, "imagination", action_space=run_action_space(cfg),
                                     tokenizer=tokenizer, dynamics=dynamics, heads=heads, online=online,

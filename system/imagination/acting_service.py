@@ -7,6 +7,7 @@
     service.close_episode(slot)                         # the slot is free for the next episode
     service.open_episode(seed=8, owner="r0"); service.close_owned("r0")   # free all of one caller's slots
     service.load_weights(version=2, states={"dynamics": ..., "policy": ...})
+    service.load_weights(version=2, states={"heads": ..., "prior": ...}, same_version=True)   # more parts of it
 
     # with heads=AgentHeads (policy = heads.policy) and prior: imagination too (imagine_service.py)
     [traj] = service.imagine_batch([ImagineRequest(context, actions, horizon=16, seed=3)])   # at service.version
@@ -200,10 +201,14 @@ class ActingService:
             return self.imagination.start(requests, self.version)
         return self.act_batch(requests)
 
-    def load_weights(self, version: int, states: dict) -> int:
+    def load_weights(self, version: int, states: dict, same_version: bool = False) -> int:
         """states: any of {"tokenizer", "dynamics", "policy"} (and "heads", "prior" when the service imagines)
-        -> state dict. Versions only increase. "heads" holds the policy too: sent with "policy", "policy" wins."""
-        if version <= self.version:
+        -> state dict. Versions only increase. "heads" holds the policy too: sent with "policy", "policy" wins.
+        same_version: parts of the loaded version that were not sent with it (phase 3 adds the heads and the
+        prior that phase 2's acting did not need); the version must be the loaded one."""
+        if same_version and version != self.version:
+            raise ValueError(f"parts for weights version {version} sent as the loaded version {self.version}")
+        if not same_version and version <= self.version:
             raise ValueError(f"weights version {version} is not newer than the loaded version {self.version}")
         unknown = set(states) - set(self.parts)
         if unknown:

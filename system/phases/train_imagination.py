@@ -11,7 +11,9 @@ trajectories come from `make_source(trainer).next()` instead, and the heads go b
 every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
 imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
 relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses. With `online`, env runners keep
-collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version). With
+collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version); when the
+imagination workers imagine through the world-model service, it is the collection's, begun with the heads and
+prior, and the collection publishes the heads (with the policy in them) instead of the policy alone. With
 `live_eval` (eval.every > 0): live_eval(version) every eval.every updates, live_eval.poll() after the other
 updates and live_eval.finish() at the end (system/phases/live_eval.py's InDriverLiveEval plays at once; the
 RLlib evaluator plays beside training and writes an evaluation when it has finished).
@@ -134,10 +136,13 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
     log.rewind("imagination", trainer.step, drop=("imagination_eval",), cut=("live_eval",))  # steps to redo
     tokenizer.eval().requires_grad_(False)
     train = section.train
+    # imagination workers on the online collection's service: it imagines with the heads and prior it is sent
+    shares = online is not None and online.imagines and make_source is not None
+    if online is not None and trainer.step < train.steps:
+        online.begin(phase_version(cfg, "imagination", trainer.step), model, trainer.heads.policy,
+                     **({"heads": trainer.heads, "prior": trainer.prior} if shares else {}))
     source = make_source(trainer) if make_source is not None and trainer.step < train.steps else None
     bar = progress(range(trainer.step, train.steps), "imagination", train.steps, trainer.step)
-    if online is not None and trainer.step < train.steps:
-        online.begin(phase_version(cfg, "imagination", trainer.step), model, trainer.heads.policy)
     try:
         for step in bar:
             if source is None:  # imagine here, with the policy as it is now
@@ -160,7 +165,8 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
             metrics["policy_lag"] = step - traj.policy_version  # updates since the policy that imagined it
             if online is not None:  # the env runners act with the policy as it trains
                 online.updated(phase_version(cfg, "imagination", trainer.step),
-                               dynamics=model if train.full_finetune else None, policy=trainer.heads.policy)
+                               dynamics=model if train.full_finetune else None,
+                               **({"heads": trainer.heads} if shares else {"policy": trainer.heads.policy}))
             if source is not None and trainer.step % cfg.runtime.publish_every == 0:
                 source.publish(trainer)
             bar.set_postfix(ret=f"{metrics['imagined_return']:.3f}", refresh=False)

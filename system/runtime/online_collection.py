@@ -63,6 +63,8 @@ class OnlineCollection:
         self.placement = placement       # the learners' placement, where the service goes too (or None)
         self.table = cfg.data.ingest.table
         self.rt = cfg.runtime
+        # phase 3's imagination workers roll out through this service too (runtime.imagine_on = service)
+        self.imagines = self.rt.imagination_workers > 0 and self.rt.imagine_on == "service"
         self.service = None
         self.runners: list = []
         self.updates = 0                 # since the first begin
@@ -77,25 +79,33 @@ class OnlineCollection:
         self.steps_shown = 0
 
     # -- driver side ---------------------------------------------------------------------------------------------
-    def begin(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None) -> None:
+    def begin(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None, heads=None,
+              prior=None) -> None:
         """Starts the service and the runners with these weights, or (later phases) sends them as `version`.
         `weights`: instead of the modules, an object reference to their state dicts ("tokenizer", "dynamics",
-        "policy"; the tokenizer is needed when this call starts the service)."""
+        "policy"; the tokenizer is needed when this call starts the service). `heads` and `prior`: phase 3's,
+        when the service imagines for the imagination workers too (`imagines`)."""
+        extra = {name: cpu_state(module) for name, module in (("heads", heads), ("prior", prior))
+                 if module is not None}
         if self.service is None:
             self._start(version, weights if weights is not None else {
-                "tokenizer": cpu_state(self.tokenizer), "dynamics": cpu_state(dynamics), "policy": cpu_state(policy)})
+                "tokenizer": cpu_state(self.tokenizer), "dynamics": cpu_state(dynamics), "policy": cpu_state(policy),
+                **extra})
         elif version > self.version:  # equal: phase 3 starts from the weights phase 2 sent last
             self._send(version, weights if weights is not None else
-                       {"dynamics": cpu_state(dynamics), "policy": cpu_state(policy)})
+                       {"dynamics": cpu_state(dynamics), "policy": cpu_state(policy), **extra})
+        elif extra:                   # ... and adds the heads and prior of that same version
+            self._send(self.version, extra, same_version=True)
 
     def wants(self, version: int) -> bool:
         """Whether `updated(version, ...)` would send weights (every runtime.publish_every-th, newer version)."""
         return (version - 1) % self.rt.publish_every == 0 and version > self.version
 
-    def updated(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None) -> None:
+    def updated(self, version: int, dynamics=None, policy=None, weights: ray.ObjectRef | None = None,
+                heads=None) -> None:
         """One training update done (the weights are now `version`): more env steps are allowed, and every
         runtime.publish_every-th version the given parts (modules, or an object reference to their state dicts)
-        go to the service."""
+        go to the service (`heads`, which hold the policy, when it imagines too)."""
         self._raise_if_failed()
         self.updates += 1
         if time.perf_counter() - self.last_line >= self.rt.report_every_s:
@@ -104,8 +114,8 @@ class OnlineCollection:
             if weights is not None:
                 self._send(version, weights)
                 return
-            parts = {name: cpu_state(module) for name, module in (("dynamics", dynamics), ("policy", policy))
-                     if module is not None}
+            parts = {name: cpu_state(module) for name, module in (("dynamics", dynamics), ("policy", policy),
+                                                                   ("heads", heads)) if module is not None}
             if parts:
                 self._send(version, parts)
 
@@ -139,8 +149,11 @@ class OnlineCollection:
         cfg, rt = self.cfg, self.rt
         slots = rt.env_runners * rt.envs_per_runner
         placed = self.placement is not None and self.placement.plan.service is not None
+        workers = rt.imagination_workers if self.imagines else 0   # each sends batch_size start contexts
         spec = ServiceSpec(cfg.tokenizer.model, cfg.dynamics.model, cfg.agent.heads, crafter_action_space(),
-                           cfg.dynamics.generation, slots=slots, max_batch=slots, seed=cfg.seed + 11, threads=1,
+                           cfg.dynamics.generation, slots=slots,
+                           max_batch=max(slots, workers * cfg.imagination.train.batch_size),
+                           seed=cfg.seed + 11, threads=max(1, workers),
                            device="cuda" if placed or str(cfg.device).startswith("cuda") else "cpu")
         if placed:  # its bundle beside the learner ranks (placement.py)
             options = self.placement.service_options()
@@ -161,7 +174,7 @@ class OnlineCollection:
         self.thread = threading.Thread(target=self._collect, name="online-collection", daemon=True)
         self.thread.start()
 
-    def _send(self, version: int, parts) -> None:
+    def _send(self, version: int, parts, same_version: bool = False) -> None:
         """parts: state dicts by name, or an object reference to them (passed on: Ray resolves it in the service)."""
         if self.sending is not None:
             try:
@@ -169,7 +182,7 @@ class OnlineCollection:
             except ObjectLostError:
                 pass  # a learner that owned those weights died before the service fetched them: this one is newer
         ref = parts if isinstance(parts, ray.ObjectRef) else ray.put(parts)
-        self.sending = self.service.set_weights.remote(int(version), ref)
+        self.sending = self.service.set_weights.remote(int(version), ref, same_version)
         self.version = version
 
     def _collect(self) -> None:

@@ -88,5 +88,11 @@ def test_weights_load_by_increasing_version():
                                                  reference.state_dict().values()))
     with pytest.raises(ValueError, match="version 1 is not newer than the loaded version 1"):
         service.load_weights(1, weights(seed=4))
+    # more parts of the loaded version (phase 3's heads and prior beside phase 2's acting weights): only that one
+    policy = tiny_models(seed=5)[2].policy.state_dict()
+    assert service.load_weights(1, {"policy": policy}, same_version=True) == 1
+    assert all(torch.equal(a, b) for a, b in zip(service.policy.state_dict().values(), policy.values()))
+    with pytest.raises(ValueError, match="parts for weights version 2 sent as the loaded version 1"):
+        service.load_weights(2, {"policy": policy}, same_version=True)
     with pytest.raises(ValueError, match="unknown weight parts \\['heads'\\]"):
         service.load_weights(2, {"heads": {}})

@@ -12,7 +12,9 @@ from system.replay import make_store
 from system.run.config import load
 from system.run.typed_config import ConfigError
 from system.run.weights_version import phase_version
+from system.runtime.imagination_workers import imagined_source
 from system.runtime.online_collection import OnlineCollection
+from system.training.imagination_trainer import ImaginationTrainer
 from tests.helpers.acting import DYNAMICS, GENERATION, HEADS, TOKENIZER, tiny_models
 
 STEPS_PER_CALL = 8
@@ -100,6 +102,56 @@ def test_runners_collect_as_many_steps_as_the_updates_allow_and_take_each_publis
     assert report.episodes_done == len(report.returns) > 0  # episodes of 6 steps finished
     online_lines = [scalars for phase, _, scalars in log.lines if phase == "online"]
     assert online_lines and online_lines[-1]["env_steps"] == report.env_steps
+
+
+@pytest.mark.redis
+def test_imagination_workers_roll_out_through_the_collections_service_while_its_runners_act(
+        local_ray, redis_server, tmp_path):
+    """runtime.imagine_on = service with env runners collecting through phase 3: one world-model service for both.
+    Phase 3 adds the heads and prior to the version phase 2 sent last; the collection publishes the heads; the
+    workers' trajectories carry phase-3 update counts; acts and frame-by-frame rollouts share the batcher."""
+    cfg = tiny_config(redis_server, tmp_path, [
+        "runtime.imagination_workers=2", "runtime.imagine_on=service", "agent.train.steps=2",
+        "imagination.train.batch_size=2", "imagination.train.horizon=3",
+        "replay.tables.imagined.min_size_to_sample=6", "replay.tables.imagined.error_buffer=12"])
+    store = make_store(cfg.replay)
+    tokenizer, dynamics, heads = tiny_models(seed=0)
+    online = OnlineCollection(cfg, store, tokenizer, Log())
+    assert online.imagines
+    source = None
+    try:
+        online.begin(phase_version(cfg, "agent", 0), dynamics, heads.policy)
+        for step in (1, 2):  # phase 2: version 3 (publish_every 2) is the last sent
+            online.updated(phase_version(cfg, "agent", step), dynamics=dynamics, policy=heads.policy)
+        wait_for(lambda: online.report.env_steps > 0)   # the runners' episodes are the workers' start contexts
+        trainer = ImaginationTrainer(dynamics, heads, cfg.imagination.train, GENERATION, seed=0)
+        online.begin(phase_version(cfg, "imagination", 0), dynamics, heads.policy, heads=trainer.heads,
+                     prior=trainer.prior)   # the same version as phase 2's last: the heads and prior join it
+        source = imagined_source(cfg, store, tokenizer, trainer, 2, online=online)
+        assert source.service is online.service and source.shared
+        versions = []
+        for _ in range(4):
+            traj = source.next()
+            versions.append(traj.policy_version)
+            trainer.train_step(traj)
+            online.updated(phase_version(cfg, "imagination", trainer.step), heads=trainer.heads)
+            source.publish(trainer)
+        assert online.published() == phase_version(cfg, "imagination", 4)   # versions 5 and 7 sent
+        for _ in range(12):   # the workers' calls after the last swap imagine with policy version 4
+            versions.append(source.next().policy_version)
+            if versions[-1] == 4:
+                break
+        stats = local_ray.get(online.service.stats.remote())
+    finally:
+        if source is not None:
+            source.close()
+        online.close()
+    assert versions[0] == 0 and versions[-1] == 4 and versions == sorted(versions), versions
+    assert set(versions) <= {0, 2, 4}   # update counts of the versions sent (every 2nd), not service versions
+    assert stats["version"] == phase_version(cfg, "imagination", 4)
+    assert stats["by_kind"]["act"]["requests"] > 0 and stats["by_kind"]["imagine"]["requests"] >= len(versions)
+    assert stats["resumed_pieces"] == cfg.imagination.train.horizon * stats["by_kind"]["imagine"]["batches"]
+    store.close()
 
 
 def test_online_collection_needs_env_runners():
