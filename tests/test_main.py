@@ -1,7 +1,9 @@
 """The main job end to end on a tiny config: the run-directory contract, and resuming a finished run."""
 
 import json
+import shutil
 
+import pytest
 import torch
 
 from system.main import main, run
@@ -22,10 +24,20 @@ TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wa
         "eval.episodes=2", "eval.envs=2", "eval.max_steps=10"]
 
 
-def test_main_job_leaves_the_run_directory_contract(tmp_path):
-    run_dir = tmp_path / "run"
-    cfg = load(TINY + [f"run_dir={run_dir}", "eval.every=1", "eval.periodic_episodes=1"])
-    run(cfg)
+CONTRACT = TINY + ["eval.every=1", "eval.periodic_episodes=1"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished tiny run (read only: a test that changes it works on a copy)."""
+    run_dir = tmp_path_factory.mktemp("main") / "run"
+    run(load(CONTRACT + [f"run_dir={run_dir}"]))
+    return run_dir
+
+
+def test_main_job_leaves_the_run_directory_contract(finished_run):
+    run_dir = finished_run
+    cfg = load(CONTRACT + [f"run_dir={run_dir}"])
     # config.yaml is the resolved config and reloads to the same object
     assert load_config(Config, run_dir / "config.yaml") == cfg
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -65,9 +77,10 @@ def test_main_job_leaves_the_run_directory_contract(tmp_path):
     assert line["episodes"] == 2 and line["score"] == summary["score"]
 
 
-def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tmp_path, capsys):
+def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(finished_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run(load(TINY + [f"run_dir={run_dir}"]))
+    shutil.copytree(finished_run, run_dir)
+    capsys.readouterr()
     before = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
     run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6", "dynamics.train.steps=6",
                      "agent.train.steps=3", "imagination.train.steps=3"]))

@@ -74,8 +74,11 @@ def test_same_seed_reproduces_frames_in_another_process():
     """Plain crafter draws creatures to despawn from a set ordered by memory address, so the same seed gives
     different episodes in different processes (3 runs of this script on crafter.Env: 3 different digests)."""
     root = Path(__file__).resolve().parents[1]
-    digests = {subprocess.run([sys.executable, "-c", REPLAY_SCRIPT], capture_output=True, text=True, check=True,
-                              cwd=root).stdout for _ in range(2)}
+    runs = [subprocess.Popen([sys.executable, "-c", REPLAY_SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, cwd=root) for _ in range(2)]   # side by side: two processes, one each
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert all(run.returncode == 0 for run in runs), [err[-2000:] for _, err in outputs]
+    digests = {out for out, _ in outputs}
     assert len(digests) == 1, digests
 
 

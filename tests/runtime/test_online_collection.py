@@ -52,38 +52,68 @@ def wait_for(condition, timeout_s: float = 120.0) -> None:
 
 
 @pytest.mark.redis
-def test_runners_collect_as_many_steps_as_the_updates_allow_and_take_each_published_version(
+def test_runners_collect_as_the_updates_allow_take_each_version_and_share_the_service_with_imagination(
         local_ray, redis_server, tmp_path):
-    cfg = tiny_config(redis_server, tmp_path)
+    """Phase 2: no env step before the first update, the allowance met and not overrun, every publish_every-th
+    version sent. Phase 3 with imagination workers imagining on the service (runtime.imagine_on = service): the
+    collection's service is theirs too (one service); phase 3 adds the heads and prior to the version phase 2
+    sent last, the collection publishes the heads, the workers' trajectories carry phase-3 update counts, and
+    acts and frame-by-frame rollouts share the batcher. At the end every acknowledged step is stored."""
+    cfg = tiny_config(redis_server, tmp_path, [
+        "runtime.imagination_workers=2", "runtime.imagine_on=service", "agent.train.steps=2",
+        "imagination.train.batch_size=2", "imagination.train.horizon=3",
+        "replay.tables.imagined.min_size_to_sample=6", "replay.tables.imagined.error_buffer=12"])
     store = make_store(cfg.replay)
     tokenizer, dynamics, heads = tiny_models(seed=0)
     log = Log()
     online = OnlineCollection(cfg, store, tokenizer, log)
+    assert online.imagines
+    source = None
     try:
-        start = phase_version(cfg, "agent", 0)
-        online.begin(start, dynamics, heads.policy)
+        online.begin(phase_version(cfg, "agent", 0), dynamics, heads.policy)
         time.sleep(3.0)
         assert online.report.env_steps == 0  # no update yet: nothing is allowed
 
-        for step in (1, 2, 3):  # 3 updates allow 12 env steps; publish_every 2 sends version 3 (not 2, 4)
+        for step in (1, 2):  # 2 updates allow 8 env steps; publish_every 2 sends version 3 (not 2)
             online.updated(phase_version(cfg, "agent", step), dynamics=dynamics, policy=heads.policy)
-        wait_for(lambda: online.report.env_steps >= 3 * RATIO)
+        wait_for(lambda: online.report.env_steps >= 2 * RATIO)
         time.sleep(3.0)  # had it kept collecting, more calls would have answered by now
         # at most one call per runner past the allowance
-        assert online.report.env_steps <= 3 * RATIO + cfg.runtime.env_runners * STEPS_PER_CALL
+        assert online.report.env_steps <= 2 * RATIO + cfg.runtime.env_runners * STEPS_PER_CALL
         assert online.published() == phase_version(cfg, "agent", 2)
         assert local_ray.get(online.service.stats.remote())["version"] == phase_version(cfg, "agent", 2)
 
-        # phase 3 begins from the weights phase 2 sent last (no send: same version) and goes on counting
-        online.begin(phase_version(cfg, "agent", 2), dynamics, heads.policy)
-        for step in (1, 2):  # versions 102, 103 (sent: every 2nd version counts on from phase 2)
-            online.updated(phase_version(cfg, "imagination", step), policy=heads.policy)
-        assert online.published() == phase_version(cfg, "imagination", 2)
-        assert local_ray.get(online.service.stats.remote())["version"] == phase_version(cfg, "imagination", 2)
-        wait_for(lambda: online.report.env_steps >= 5 * RATIO)
+        # phase 3 begins at the version phase 2 sent last: no new version, the heads and prior join it
+        trainer = ImaginationTrainer(dynamics, heads, cfg.imagination.train, GENERATION, seed=0)
+        online.begin(phase_version(cfg, "imagination", 0), dynamics, heads.policy, heads=trainer.heads,
+                     prior=trainer.prior)
+        source = imagined_source(cfg, store, tokenizer, trainer, 2, online=online)
+        assert source.service is online.service and source.shared
+        versions = []
+        for _ in range(4):  # versions 5 and 7 sent (every 2nd counts on from phase 2)
+            traj = source.next()
+            versions.append(traj.policy_version)
+            trainer.train_step(traj)
+            online.updated(phase_version(cfg, "imagination", trainer.step), heads=trainer.heads)
+            source.publish(trainer)
+        assert online.published() == phase_version(cfg, "imagination", 4)
+        for _ in range(12):   # the workers' calls after the last swap imagine with policy version 4
+            versions.append(source.next().policy_version)
+            if versions[-1] == 4:
+                break
+        stats = local_ray.get(online.service.stats.remote())
+        wait_for(lambda: online.report.env_steps >= 6 * RATIO)
         service = online.service
     finally:
+        if source is not None:
+            source.close()
         report = online.close()
+
+    assert versions[0] == 0 and versions[-1] == 4 and versions == sorted(versions), versions
+    assert set(versions) <= {0, 2, 4}   # update counts of the versions sent, not service versions
+    assert stats["version"] == phase_version(cfg, "imagination", 4)
+    assert stats["by_kind"]["act"]["requests"] > 0 and stats["by_kind"]["imagine"]["requests"] >= len(versions)
+    assert stats["resumed_pieces"] == cfg.imagination.train.horizon * stats["by_kind"]["imagine"]["batches"]
 
     def service_gone() -> bool:  # ray.kill is asynchronous: a call sent right after it may still be answered
         try:
@@ -94,7 +124,7 @@ def test_runners_collect_as_many_steps_as_the_updates_allow_and_take_each_publis
 
     wait_for(service_gone, timeout_s=30.0)
 
-    assert report.lost_calls == 0 and report.env_steps >= 5 * RATIO
+    assert report.lost_calls == 0 and report.env_steps >= 6 * RATIO
     stored = store.stats(cfg.data.ingest.table).steps
     store.close()
     assert stored == report.env_steps + len({episode for episode, _, _ in report.chunks})  # frames = steps + 1
@@ -102,56 +132,6 @@ def test_runners_collect_as_many_steps_as_the_updates_allow_and_take_each_publis
     assert report.episodes_done == len(report.returns) > 0  # episodes of 6 steps finished
     online_lines = [scalars for phase, _, scalars in log.lines if phase == "online"]
     assert online_lines and online_lines[-1]["env_steps"] == report.env_steps
-
-
-@pytest.mark.redis
-def test_imagination_workers_roll_out_through_the_collections_service_while_its_runners_act(
-        local_ray, redis_server, tmp_path):
-    """runtime.imagine_on = service with env runners collecting through phase 3: one world-model service for both.
-    Phase 3 adds the heads and prior to the version phase 2 sent last; the collection publishes the heads; the
-    workers' trajectories carry phase-3 update counts; acts and frame-by-frame rollouts share the batcher."""
-    cfg = tiny_config(redis_server, tmp_path, [
-        "runtime.imagination_workers=2", "runtime.imagine_on=service", "agent.train.steps=2",
-        "imagination.train.batch_size=2", "imagination.train.horizon=3",
-        "replay.tables.imagined.min_size_to_sample=6", "replay.tables.imagined.error_buffer=12"])
-    store = make_store(cfg.replay)
-    tokenizer, dynamics, heads = tiny_models(seed=0)
-    online = OnlineCollection(cfg, store, tokenizer, Log())
-    assert online.imagines
-    source = None
-    try:
-        online.begin(phase_version(cfg, "agent", 0), dynamics, heads.policy)
-        for step in (1, 2):  # phase 2: version 3 (publish_every 2) is the last sent
-            online.updated(phase_version(cfg, "agent", step), dynamics=dynamics, policy=heads.policy)
-        wait_for(lambda: online.report.env_steps > 0)   # the runners' episodes are the workers' start contexts
-        trainer = ImaginationTrainer(dynamics, heads, cfg.imagination.train, GENERATION, seed=0)
-        online.begin(phase_version(cfg, "imagination", 0), dynamics, heads.policy, heads=trainer.heads,
-                     prior=trainer.prior)   # the same version as phase 2's last: the heads and prior join it
-        source = imagined_source(cfg, store, tokenizer, trainer, 2, online=online)
-        assert source.service is online.service and source.shared
-        versions = []
-        for _ in range(4):
-            traj = source.next()
-            versions.append(traj.policy_version)
-            trainer.train_step(traj)
-            online.updated(phase_version(cfg, "imagination", trainer.step), heads=trainer.heads)
-            source.publish(trainer)
-        assert online.published() == phase_version(cfg, "imagination", 4)   # versions 5 and 7 sent
-        for _ in range(12):   # the workers' calls after the last swap imagine with policy version 4
-            versions.append(source.next().policy_version)
-            if versions[-1] == 4:
-                break
-        stats = local_ray.get(online.service.stats.remote())
-    finally:
-        if source is not None:
-            source.close()
-        online.close()
-    assert versions[0] == 0 and versions[-1] == 4 and versions == sorted(versions), versions
-    assert set(versions) <= {0, 2, 4}   # update counts of the versions sent (every 2nd), not service versions
-    assert stats["version"] == phase_version(cfg, "imagination", 4)
-    assert stats["by_kind"]["act"]["requests"] > 0 and stats["by_kind"]["imagine"]["requests"] >= len(versions)
-    assert stats["resumed_pieces"] == cfg.imagination.train.horizon * stats["by_kind"]["imagine"]["batches"]
-    store.close()
 
 
 def test_online_collection_needs_env_runners():
