@@ -5,6 +5,7 @@ env runners acting through the service against the raw rate of the same envs in 
     python benchmarks/actors.py --runners 2 --envs 2 --steps 2000
     python benchmarks/actors.py --part service --callers 1,4,16 --acts 20
     python benchmarks/actors.py --part policy --runner-counts 1,2,4 --envs 2 --steps 200 --max-wait-ms 10
+    python benchmarks/actors.py --part imagine_load --callers 4 --acts 30 --imagine-callers 2 --max-wait-ms 10
 
 Baseline, in the same run: single-process `CrafterEnv.step` with uniform random actions (no Ray, no replay).
 Through the runners: `system/runtime/collection.py` driving N runners, each stepping `--envs` envs and writing
@@ -21,6 +22,12 @@ raw rate of the same N x envs Crafter envs stepped round-robin in one process fo
 actions, first reset off the clock too (no Ray, no service; measured in the same run, just before), the runner-side act latency p50/p99 (one module
 forward: its envs' act calls sent together, Ray round trip included), and the service's mean batch with
 fill = mean batch / (N x envs), the share of live episodes one batch catches.
+Imagine load (`--part imagine_load`): one service as above with heads and prior, `--callers` (the last count)
+live episodes acting alone, then again while `--imagine-callers` threads keep imagine requests of the smoke
+config's phase-3 size (8 contexts of 8 frames, horizon 16) in flight; the service runs a rollout a frame at a
+time with acts answered between frames. Figures: act p50/p99 alone and beside imagination, the rollout round
+trip p50 and per frame; ratio = act p99 beside imagination / rollout p50 (below 1: acts do not wait whole
+rollouts).
 Prints one JSON object last: name, config, device, figures, ratio vs the named baseline.
 """
 
@@ -147,9 +154,85 @@ def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
     return figures
 
 
+def imagine_load_figures(callers: int, acts: int, imagine_callers: int, max_wait_ms: float) -> dict:
+    """Act latency of `callers` live episodes alone, then while `imagine_callers` threads keep imagine requests
+    (the smoke config's phase-3 batch: 8 start contexts of 8 frames, horizon 16) in flight on the same service."""
+    import threading
+
+    from actors.world_model_service import WorldModelService
+    from system.model.agent_heads import AgentHeads
+    from system.run.config import load
+
+    cfg = load(["--config", str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")])
+    train = cfg.imagination.train
+    env = CrafterEnv(size=(64, 64), seed=0)
+    rng = np.random.default_rng(0)
+    frames = [env.reset()[0]] + [env.step(int(a))[0] for a in rng.integers(17, size=max(acts, train.context) - 1)]
+    context = np.stack([np.stack(frames[:train.context])] * train.batch_size)        # (B, T0, 64, 64, 3)
+    context_actions = rng.integers(0, 17, (train.batch_size, train.context, 1))
+    spec = smoke_service_spec(callers, max(callers, imagine_callers * train.batch_size), max_wait_ms)
+    service = WorldModelService.remote(spec)
+    heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
+                       spec.dynamics.transformer.dim)
+    ray.get(service.set_weights.remote(1, ray.put({"heads": heads.state_dict(), "prior": heads.policy.state_dict()})))
+
+    def play(latencies: list, k: int) -> None:
+        slot, last = ray.get(service.open_episode.remote(seed=k)), np.array([-1])
+        for t in range(acts):
+            start = time.perf_counter()
+            last, _, _ = ray.get(service.act.remote(slot, frames[t], last, frame_index=t))
+            latencies.append(time.perf_counter() - start)
+        ray.get(service.close_episode.remote(slot))
+
+    def run_players(latencies: list) -> None:
+        threads = [threading.Thread(target=play, args=(latencies, k)) for k in range(callers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    alone: list[float] = []
+    run_players(alone)
+    rollouts: list[float] = []
+    done = threading.Event()
+
+    def imagine(k: int) -> None:
+        while not done.is_set():
+            start = time.perf_counter()
+            ray.get(service.imagine.remote(context, context_actions, horizon=train.horizon, seed=k))
+            rollouts.append(time.perf_counter() - start)
+
+    imaginers = [threading.Thread(target=imagine, args=(k,)) for k in range(imagine_callers)]
+    for thread in imaginers:
+        thread.start()
+    while not rollouts:   # acts start once rollouts are under way
+        time.sleep(0.01)
+    loaded: list[float] = []
+    start = time.perf_counter()
+    run_players(loaded)
+    seconds = time.perf_counter() - start
+    done.set()
+    for thread in imaginers:
+        thread.join()
+    stats = ray.get(service.stats.remote())
+    ray.kill(service)
+
+    def ms(values: list[float], q: float) -> float:
+        return round(1000 * float(np.percentile(values, q)), 1)
+
+    return {"acts_alone": {"act_p50_ms": ms(alone, 50), "act_p99_ms": ms(alone, 99)},
+            "acts_beside_imagination": {"act_p50_ms": ms(loaded, 50), "act_p99_ms": ms(loaded, 99),
+                                        "acts_per_s": round(callers * acts / seconds, 1)},
+            "imagine_rollout": {"p50_ms": ms(rollouts, 50), "rollouts": len(rollouts),
+                                "frame_ms": round(ms(rollouts, 50) / train.horizon, 1),
+                                "rows": train.batch_size, "horizon": train.horizon},
+            "imagine_pieces": stats["resumed_pieces"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["runners", "service", "policy"], default="runners")
+    parser.add_argument("--part", choices=["runners", "service", "policy", "imagine_load"], default="runners")
+    parser.add_argument("--imagine-callers", type=int, default=2, help="imagine_load: threads sending rollouts")
     parser.add_argument("--runner-counts", default="1,2,4", help="policy: env runner counts, comma-separated")
     parser.add_argument("--callers", default="1,4,16", help="service: concurrent callers, comma-separated")
     parser.add_argument("--acts", type=int, default=20, help="service: act calls per caller")
@@ -161,17 +244,27 @@ def main() -> None:
     parser.add_argument("--max-episode-steps", type=int, default=200)
     args = parser.parse_args()
     device = f"cpu x{os.cpu_count()} ({platform.machine()}), no GPU"
-    if args.part == "service":
+    if args.part in ("service", "imagine_load"):
         work = tempfile.mkdtemp(prefix="bench-", dir="/tmp")
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  _temp_dir=os.path.join(work, "ray"), log_to_driver=False)
         try:
-            figures = service_figures([int(n) for n in args.callers.split(",")], args.acts, args.max_wait_ms)
+            if args.part == "service":
+                figures = service_figures([int(n) for n in args.callers.split(",")], args.acts, args.max_wait_ms)
+            else:
+                figures = imagine_load_figures(int(args.callers.split(",")[-1]), args.acts, args.imagine_callers,
+                                               args.max_wait_ms)
         finally:
             ray.shutdown()
             shutil.rmtree(work, ignore_errors=True)
-        print(json.dumps({"name": "world_model_service", "config": vars(args), "device": device,
-                          "figures": figures, "baseline": "1 caller (no batching possible)", "ratio": None}))
+        if args.part == "service":
+            print(json.dumps({"name": "world_model_service", "config": vars(args), "device": device,
+                              "figures": figures, "baseline": "1 caller (no batching possible)", "ratio": None}))
+        else:
+            loaded, rollout = figures["acts_beside_imagination"], figures["imagine_rollout"]
+            print(json.dumps({"name": "acts_beside_imagination", "config": vars(args), "device": device,
+                              "figures": figures, "baseline": "one imagine rollout's round trip, same run",
+                              "ratio": round(loaded["act_p99_ms"] / rollout["p50_ms"], 3)}))
         return
 
     if args.part == "policy":

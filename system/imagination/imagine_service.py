@@ -3,7 +3,7 @@
     imagination = Imagination(tokenizer, dynamics, heads, prior, GenerationConfig())
     request = imagination.check(ImagineRequest(context, actions, horizon=16, seed=3))
     [traj] = imagination.run([request, ...], version=5)       # one ImaginedTrajectory per request, in order
-    batch = imagination.start([request, ...], version=5)     # the same a frame at a time:
+    batch = imagination.start([request, ...], version=5)     # the same a piece at a time:
     while (trajs := batch.advance()) is None: ...             #   None until the last frame
 
 ImagineRequest: context (B, T0, H, W, 3) uint8 frames (encoded here with the tokenizer, as a worker would) or
@@ -18,13 +18,13 @@ drawing noise and actions from the request's generator: a request gets the rollo
 phase-3 trainer imagines with `ImaginationTrainer(..., seed=seed).imagine` on the same models and contexts.
 The heads give policy, reward, continuation and slow value; `prior` is the frozen phase-2 policy.
 `start` hands back the batch unfinished (a request_batcher.Unfinished) so the service can answer acts between
-its frames; each batch in progress holds its own sampler (KV cache), taken from a pool of idle ones.
+its pieces: T0 chunks of rows encoded, the prefill, each imagined frame (each piece about one frame's work
+for the batch); each batch in progress holds its own sampler (KV cache), taken from a pool of idle ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,34 +102,25 @@ class Imagination:
             self.samplers[oldest].pop(0)
         self.samplers.setdefault(sampler.batch, []).append(sampler)
 
-    @torch.no_grad()
     def start(self, requests: list[ImagineRequest], version: int) -> "ImagineBatch":
-        """The requests' rollouts, prefilled: ImagineBatch.advance() imagines one frame of all of them."""
+        """The requests' rollouts, not begun: each ImagineBatch.advance() does one piece of them."""
         kinds = {request.kind() for request in requests}
         if len(kinds) != 1:
             raise ValueError(f"one imagine batch holds requests of one kind, got {sorted(map(str, kinds))}")
         first = requests[0]
         device = next(self.dynamics.parameters()).device
-        context = torch.from_numpy(np.concatenate([r.context for r in requests])).to(device)
-        if first.frames:
-            context = self.dynamics.pack(self.tokenizer.encode(context.float() / 255.0))
-        actions = torch.from_numpy(np.concatenate([r.actions for r in requests])).to(device).long()
         task = None
         if any(r.task is not None for r in requests):
             task = torch.from_numpy(np.concatenate([np.full(r.rows, -1) if r.task is None else np.asarray(r.task)
                                                     for r in requests])).to(device).long()
-        streams = [(r.rows, torch.Generator(device=device).manual_seed(int(r.seed))) for r in requests]
-        sampler = self._take_sampler(context.shape[0])
-        try:
-            rollout = Rollout(sampler, self.heads, self.prior, context, actions, task, first.horizon, streams,
-                              argmax=first.argmax, policy_version=version)
-        except BaseException:
-            self._give_back(sampler)
-            raise
-        return ImagineBatch(rollout, [r.rows for r in requests], lambda: self._give_back(sampler))
+        return ImagineBatch(self, torch.from_numpy(np.concatenate([r.context for r in requests])).to(device),
+                            first.frames,
+                            torch.from_numpy(np.concatenate([r.actions for r in requests])).to(device).long(), task,
+                            [(r.rows, torch.Generator(device=device).manual_seed(int(r.seed))) for r in requests],
+                            first.horizon, first.argmax, version)
 
     def run(self, requests: list[ImagineRequest], version: int) -> list[ImaginedTrajectory]:
-        """`start` and every frame at once."""
+        """`start` and every piece at once."""
         batch = self.start(requests, version)
         while (trajectories := batch.advance()) is None:
             pass
@@ -137,23 +128,53 @@ class Imagination:
 
 
 class ImagineBatch(Unfinished):
-    """Rollouts of one batch of requests in progress; `advance()` returns the per-request trajectories after the
-    last frame (None before), and gives the sampler back then or when a frame fails."""
+    """Rollouts of one batch of requests in progress, a piece per `advance()`: the start frames encoded a chunk of
+    rows at a time (T0 chunks: each about one frame's work for every row), the prefill, then one imagined frame
+    per piece; the last returns the per-request trajectories (None before). The sampler, taken at the prefill,
+    goes back after the last frame or when a piece fails."""
 
-    def __init__(self, rollout: Rollout, rows: list[int], release: Callable[[], None]):
-        self.rollout, self.rows, self.release = rollout, rows, release
+    def __init__(self, imagination: Imagination, context: torch.Tensor, frames: bool, actions: torch.Tensor,
+                 task: torch.Tensor | None, streams: list, horizon: int, argmax: bool, version: int):
+        self.imagination, self.actions, self.task, self.streams = imagination, actions, task, streams
+        self.horizon, self.argmax, self.version = horizon, argmax, version
+        self.rows = [rows for rows, _ in streams]
+        if frames:   # (B, T0, H, W, 3) uint8, encoded in T0 chunks of rows
+            self.pending = list(context.split(-(-context.shape[0] // context.shape[1])))
+            self.encoded: list[torch.Tensor] = []
+        else:        # (B, T0, N_z, D_z) packed latents
+            self.pending, self.encoded = [], [context]
+        self.rollout: Rollout | None = None
+        self.sampler = None
 
+    @torch.no_grad()
     def advance(self) -> list[ImaginedTrajectory] | None:
+        imagination = self.imagination
         try:
+            if self.pending:
+                chunk = self.pending.pop(0)
+                self.encoded.append(imagination.dynamics.pack(imagination.tokenizer.encode(chunk.float() / 255.0)))
+                return None
+            if self.rollout is None:
+                context = torch.cat(self.encoded)
+                self.sampler = imagination._take_sampler(context.shape[0])
+                self.rollout = Rollout(self.sampler, imagination.heads, imagination.prior, context, self.actions,
+                                       self.task, self.horizon, self.streams, argmax=self.argmax,
+                                       policy_version=self.version)
+                return None
             if not self.rollout.advance():
                 return None
             traj = self.rollout.trajectory()
         except BaseException:
-            self.release()    # a prefill resets the sampler for its next rollout
+            self._release()    # a prefill resets the sampler for its next rollout
             raise
-        self.release()
+        self._release()
         bounds = np.cumsum([0] + self.rows)
         return [split(traj, start, end) for start, end in zip(bounds[:-1], bounds[1:])]
+
+    def _release(self) -> None:
+        if self.sampler is not None:
+            self.imagination._give_back(self.sampler)
+            self.sampler = None
 
 
 def split(traj: ImaginedTrajectory, start: int, end: int) -> ImaginedTrajectory:

@@ -128,7 +128,8 @@ def test_imagine_requests_batch_without_mixing_beside_acts_and_carry_their_weigh
         every = local_ray.get(service.stats.remote())
         stats = every["by_kind"]
         assert stats["imagine"]["requests"] == 3 and stats["imagine"]["batches"] < 3   # batched together
-        assert every["resumed_pieces"] == 3 * stats["imagine"]["batches"]   # a frame at a time: acts go between
+        # a piece at a time, acts between: 2 chunks of rows encoded (T0 = 2), the prefill, 3 frames
+        assert every["resumed_pieces"] == (2 + 1 + 3) * stats["imagine"]["batches"]
         models = (tokenizer, dynamics, heads, prior)
         for w, (context, actions) in enumerate(starts):   # each worker's rows are its own: what it gets alone
             expected, _ = in_driver(models, context, actions, seed=40 + w)

@@ -98,10 +98,11 @@ def test_bad_requests_and_missing_weights_are_refused_by_name(crafter_frames):
             service.admit_imagine(request)
 
 
-def test_rollouts_advanced_frame_by_frame_in_turn_are_the_rollouts_each_gets_alone(crafter_frames):
-    """The service interleaves the frames of several imagine batches (and acts) on one compute thread: each batch
+def test_rollouts_advanced_piece_by_piece_in_turn_are_the_rollouts_each_gets_alone(crafter_frames):
+    """The service interleaves the pieces of several imagine batches (and acts) on one compute thread: each batch
     in progress must keep its own KV cache, so two batches of one size advanced in turn imagine what each
-    imagines alone, and their samplers go back to the pool for the next batches."""
+    imagines alone (bit for bit, their start frames encoded a chunk of rows at a time), and their samplers go back
+    to the pool for the next batches."""
     service, models = service_and_models(version=3)
     frames, actions = contexts(crafter_frames, 2, seed=11)
     other_frames, other_actions = contexts(crafter_frames, 2, seed=12, first=2)
@@ -111,13 +112,15 @@ def test_rollouts_advanced_frame_by_frame_in_turn_are_the_rollouts_each_gets_alo
     for _ in range(2):   # the second round runs on the samplers the first gave back
         first = service.run_batch([service.admit_imagine(ImagineRequest(frames, actions, H, seed=5))])
         second = service.run_batch([service.admit_imagine(ImagineRequest(other_frames, other_actions, H, seed=6))])
-        results = {}
-        for frame in range(H):   # one frame of each in turn: None until the last
+        results, pieces = {}, {"first": 0, "second": 0}
+        while len(results) < 2:   # one piece of each in turn: None until the last
             for name, batch in (("first", first), ("second", second)):
-                out = batch.advance()
-                assert (out is None) == (frame < H - 1)
-                if out is not None:
-                    results[name] = out[0]
+                if name not in results:
+                    out = batch.advance()
+                    pieces[name] += 1
+                    if out is not None:
+                        results[name] = out[0]
+        assert pieces == {"first": T0 + 1 + H, "second": T0 + 1 + H}   # T0 chunks of rows encoded, prefill, frames
         for name in FIELDS:
             assert np.array_equal(getattr(results["first"], name), getattr(expected, name)), name
             assert np.array_equal(getattr(results["second"], name), getattr(expected_other, name)), name

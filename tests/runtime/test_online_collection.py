@@ -97,7 +97,7 @@ def test_runners_collect_as_the_updates_allow_take_each_version_and_share_the_se
             online.updated(phase_version(cfg, "imagination", trainer.step), heads=trainer.heads)
             source.publish(trainer)
         assert online.published() == phase_version(cfg, "imagination", 4)
-        for _ in range(12):   # the workers' calls after the last swap imagine with policy version 4
+        for _ in range(40):   # the workers' calls after the last swap imagine with policy version 4
             versions.append(source.next().policy_version)
             if versions[-1] == 4:
                 break
@@ -109,11 +109,12 @@ def test_runners_collect_as_the_updates_allow_take_each_version_and_share_the_se
             source.close()
         report = online.close()
 
-    assert versions[0] == 0 and versions[-1] == 4 and versions == sorted(versions), versions
-    assert set(versions) <= {0, 2, 4}   # update counts of the versions sent, not service versions
+    # update counts of the versions sent, not service versions (the table samples old and new trajectories)
+    assert versions[0] == 0 and versions[-1] == 4 and set(versions) <= {0, 2, 4}, versions
     assert stats["version"] == phase_version(cfg, "imagination", 4)
-    assert stats["by_kind"]["act"]["requests"] > 0 and stats["by_kind"]["imagine"]["requests"] >= len(versions)
-    assert stats["resumed_pieces"] == cfg.imagination.train.horizon * stats["by_kind"]["imagine"]["batches"]
+    assert stats["by_kind"]["act"]["requests"] > 0 and stats["by_kind"]["imagine"]["requests"] >= len(set(versions))
+    # a piece at a time (encoding chunks, the prefill, each frame), acts answered between them
+    assert stats["resumed_pieces"] >= (cfg.imagination.train.horizon + 2) * stats["by_kind"]["imagine"]["batches"]
 
     def service_gone() -> bool:  # ray.kill is asynchronous: a call sent right after it may still be answered
         try:

@@ -29,7 +29,8 @@ def test_without_an_address_the_driver_starts_and_stops_its_own_instance(monkeyp
 def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
     """`ray start --head` (own temp dir, token auth; the ray_head fixture) then `ray job submit --working-dir .
     -- <venv python> -m system.main ...`: the driver joins with address="auto", env runners collect, the phases
-    finish, through phases 2 and 3 the env runners go on collecting through the world-model service, and the
+    finish, through phases 2 and 3 the env runners go on collecting through the world-model service (through which
+    phase 3's imagination worker imagines too: runtime.imagine_on=service), and the
     final evaluation plays on an RLlib EnvRunnerGroup acting through the service (eval.backend=rllib), as do the
     live evaluation during phase 3 (eval.every=2: version 2; the last update's is the final evaluation)."""
     root = Path(__file__).resolve().parents[2]
@@ -40,7 +41,8 @@ def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
          "runtime.collect_env_steps=300", "runtime.steps_per_call=50", "runtime.online_steps_per_update=1",
          "tokenizer.train.steps=2", "dynamics.train.steps=2", "agent.train.steps=4", "imagination.train.steps=4",
          "dynamics.eval_clips=2", "logging.wandb=disabled", "eval.backend=rllib", "eval.episodes=2", "eval.envs=2",
-         "eval.max_steps=10", "eval.every=2", "eval.periodic_episodes=2", f"run_dir={run_dir}"])
+         "eval.max_steps=10", "eval.every=2", "eval.periodic_episodes=2", "runtime.imagination_workers=1",
+         "runtime.imagine_on=service", f"run_dir={run_dir}"])
     job = run_when_agent_is_up(submit, cwd=root, env=ray_head.client_env, timeout=600)
     output = job.stdout + job.stderr
     assert job.returncode == 0, output[-4000:]
@@ -51,6 +53,9 @@ def test_ray_job_submit_runs_a_tiny_main_job_on_a_head_node(tmp_path, ray_head):
     online = [line for line in lines if line["phase"] == "online"]
     assert online and online[-1]["env_steps"] > 0, output[-4000:]
     assert online[-1]["replay_steps"] > 300 + online[-1]["env_steps"] // 2  # the fresh episodes landed in `real`
+    # phase 3's imagination worker rolled out through the collection's world-model service (one for both)
+    assert "rolling out through the online collection's world-model service" in output, output[-4000:]
+    assert [line["step"] for line in lines if line["phase"] == "imagination"] == [4]
     assert "eval (rllib): service ready in" in output and "2 env runners in" in output, output[-4000:]
     live = [(line["step"], line["policy_version"], line["episodes"]) for line in lines if line["phase"] == "live_eval"]
     assert live == [(2, 2, 2)], live
