@@ -40,6 +40,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -116,9 +117,25 @@ def smoke_service_spec(slots: int, max_batch: int, max_wait_ms: float):
                        cfg.dynamics.generation, slots=slots, max_batch=max_batch, max_wait_ms=max_wait_ms, threads=1)
 
 
-def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
-    import threading
+def play_episodes(service, frames: list, callers: int, latencies: list) -> None:
+    """`callers` threads each play one episode of `frames` through the service (act, wait, act), appending each
+    act's round trip in seconds to `latencies`."""
+    def play(k: int) -> None:
+        slot, last = ray.get(service.open_episode.remote(seed=k)), np.array([-1])
+        for t, frame in enumerate(frames):
+            start = time.perf_counter()
+            last, _, _ = ray.get(service.act.remote(slot, frame, last, frame_index=t))
+            latencies.append(time.perf_counter() - start)
+        ray.get(service.close_episode.remote(slot))
 
+    threads = [threading.Thread(target=play, args=(k,)) for k in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
     from actors.world_model_service import WorldModelService
 
     env = CrafterEnv(size=(64, 64), seed=0)
@@ -128,21 +145,8 @@ def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
         service = WorldModelService.remote(smoke_service_spec(max(callers), 16, max_wait_ms))
         ray.get(service.stats.remote())  # built before the clock starts
         latencies: list[float] = []
-
-        def caller(k: int) -> None:
-            slot, last = ray.get(service.open_episode.remote(seed=k)), np.array([-1])
-            for t in range(acts):
-                start = time.perf_counter()
-                last, _, _ = ray.get(service.act.remote(slot, frames[t], last, frame_index=t))
-                latencies.append(time.perf_counter() - start)
-            ray.get(service.close_episode.remote(slot))
-
         start = time.perf_counter()
-        threads = [threading.Thread(target=caller, args=(k,)) for k in range(n)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        play_episodes(service, frames[:acts], n, latencies)
         seconds = time.perf_counter() - start
         stats = ray.get(service.stats.remote())
         ray.kill(service)
@@ -157,8 +161,6 @@ def service_figures(callers: list[int], acts: int, max_wait_ms: float) -> dict:
 def imagine_load_figures(callers: int, acts: int, imagine_callers: int, max_wait_ms: float) -> dict:
     """Act latency of `callers` live episodes alone, then while `imagine_callers` threads keep imagine requests
     (the smoke config's phase-3 batch: 8 start contexts of 8 frames, horizon 16) in flight on the same service."""
-    import threading
-
     from actors.world_model_service import WorldModelService
     from system.model.agent_heads import AgentHeads
     from system.run.config import load
@@ -176,23 +178,8 @@ def imagine_load_figures(callers: int, acts: int, imagine_callers: int, max_wait
                        spec.dynamics.transformer.dim)
     ray.get(service.set_weights.remote(1, ray.put({"heads": heads.state_dict(), "prior": heads.policy.state_dict()})))
 
-    def play(latencies: list, k: int) -> None:
-        slot, last = ray.get(service.open_episode.remote(seed=k)), np.array([-1])
-        for t in range(acts):
-            start = time.perf_counter()
-            last, _, _ = ray.get(service.act.remote(slot, frames[t], last, frame_index=t))
-            latencies.append(time.perf_counter() - start)
-        ray.get(service.close_episode.remote(slot))
-
-    def run_players(latencies: list) -> None:
-        threads = [threading.Thread(target=play, args=(latencies, k)) for k in range(callers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
     alone: list[float] = []
-    run_players(alone)
+    play_episodes(service, frames[:acts], callers, alone)
     rollouts: list[float] = []
     done = threading.Event()
 
@@ -209,7 +196,7 @@ def imagine_load_figures(callers: int, acts: int, imagine_callers: int, max_wait
         time.sleep(0.01)
     loaded: list[float] = []
     start = time.perf_counter()
-    run_players(loaded)
+    play_episodes(service, frames[:acts], callers, loaded)
     seconds = time.perf_counter() - start
     done.set()
     for thread in imaginers:
