@@ -4,10 +4,10 @@
     worker = ImaginationWorkerActor.remote(spec, replay_cfg, state_ref, version)
     seq, version = ray.get(worker.produce.remote(version, heads_ref))  # one rollout batch into the `imagined` table
 
-The worker builds its own CPU copy of the frozen world model, the heads (policy version `version`) and the
-prior (the frozen phase-2 policy) from the state it is given, takes newer heads by version with each `produce`
-call (an object reference, resolved by Ray), and writes into the run's Redis (URL and password in replay_cfg,
-never in config files).
+The worker builds its own copy of the frozen world model, the heads (policy version `version`) and the prior
+(the frozen phase-2 policy) from the state it is given (on the CPU, or with spec.device "cuda" on the GPU Ray
+gave the actor), takes newer heads by version with each `produce` call (an object reference, resolved by Ray),
+and writes into the run's Redis (URL and password in replay_cfg, never in config files).
 `produce` blocks while the rate limiter holds inserts back, so the driver keeps one call in flight per worker.
 
 With `spec.service` (a WorldModelService handle; runtime.imagine_on=service) the worker holds no model: it
@@ -48,6 +48,7 @@ class WorkerSpec:
     threads: int = 1               # torch threads: rollouts are small batches, and the box is shared
     service: Any = None            # a WorldModelService handle: imagine through it instead of own models
     version_offset: int = 1        # with a service: its weights version for phase-3 policy version 0
+    device: str = "cpu"            # own models: "cuda" on the GPU the actor was given (.options(num_gpus=...))
 
 
 class ImaginationWorkerShell:
@@ -61,6 +62,7 @@ class ImaginationWorkerShell:
                                                    seed=spec.seed, version_offset=spec.version_offset)
             return
         torch.set_num_threads(spec.threads)
+        device = torch.device(spec.device)
         tokenizer = Tokenizer(spec.tokenizer)
         tokenizer.load_state_dict(state["tokenizer"])
         dynamics = Dynamics(spec.dynamics, spec.action_space)
@@ -68,6 +70,7 @@ class ImaginationWorkerShell:
         heads = AgentHeads(spec.heads, spec.action_space.components, spec.dynamics.agent_tokens,
                            spec.dynamics.transformer.dim)
         heads.load_state_dict(state["heads"])
+        tokenizer, dynamics, heads = tokenizer.to(device), dynamics.to(device), heads.to(device)
         self.worker = ImaginationWorker(tokenizer, dynamics, heads, spec.train, spec.generation, self.store, table,
                                         spec.context_table, seed=spec.seed)
         self.worker.trainer.prior.load_state_dict(state["prior"])

@@ -4,8 +4,9 @@ env_runners = 0 keeps phase-1 collection in the driver process (system/data/coll
 env_runners > 0 collects through that many RLlib env runner actors (random actions until a policy exists).
 imagination_workers = 0 imagines phase 3's rollouts in the driver; N > 0 starts N Ray imagination workers that
 write the `imagined` table (replay.tables.imagined: its samples_per_insert limits them against the learner);
-imagine_on says where they roll out: "worker" (each its own CPU copy of the models) or "service" (one
-world-model service actor holds the models and batches every worker's start contexts).
+imagine_on says where they roll out: "worker" (each its own copy of the models: on the CPU, or with
+imagination_worker_gpus = g > 0 on its own g GPUs, a fraction to share one) or "service" (one world-model
+service actor holds the models and batches every worker's start contexts).
 learners = N > 0 trains the tokenizer, the dynamics and the agent heads (phase 2) on N data-parallel learner
 actors that sample their own shares of each batch from Redis (one GPU each where the cluster has GPUs).
 online_steps_per_update = r > 0 (with env_runners > 0) keeps the env runners collecting through phases 2 and 3,
@@ -31,6 +32,7 @@ class RuntimeConfig:
     imagination_workers: int = 0   # Ray actors imagining phase-3 rollouts; 0: imagine in the driver
     imagine_on: str = "worker"     # with imagination workers: "worker" (own model copies) or "service" (the
                                    # world-model service rolls out every worker's contexts)
+    imagination_worker_gpus: float = 0.0  # imagine_on=worker: GPUs per worker holding its model copy; 0: CPU
     publish_every: int = 1         # updates between two weight versions sent to imagination workers (phase 3)
                                    # and to the online collection's world-model service (phases 2 and 3)
     online_steps_per_update: float = 0.0  # env steps collected per phase-2/3 update; 0: none after phase 1
@@ -44,6 +46,9 @@ class RuntimeConfig:
                              f"runtime.publish_every = {self.publish_every} >= 1")
         if self.imagine_on not in IMAGINE_ON:
             raise ValueError(f"runtime.imagine_on = {self.imagine_on!r}: expected one of {IMAGINE_ON}")
+        if self.imagination_worker_gpus < 0 or (self.imagination_worker_gpus and self.imagine_on != "worker"):
+            raise ValueError(f"runtime.imagination_worker_gpus = {self.imagination_worker_gpus} must be >= 0, and "
+                             "> 0 only with runtime.imagine_on = worker (through the service, workers hold no model)")
         if self.learners < 0:
             raise ValueError(f"runtime.learners = {self.learners} must be >= 0 (0: the driver trains)")
         if self.online_steps_per_update < 0:

@@ -6,7 +6,8 @@
     source.close()
 
 Each worker is started from the trainer's current state (frozen tokenizer and dynamics, heads, the prior), so a
-resumed phase 3 starts its workers from the resumed heads. The driver keeps one `produce` call in flight per
+resumed phase 3 starts its workers from the resumed heads; with runtime.imagination_worker_gpus = g > 0 each
+holds them on g GPUs of its own (`worker_placement`: device "cuda", num_gpus g), else on the CPU. The driver keeps one `produce` call in flight per
 worker and passes the latest published heads (one object in Ray's object store per version) with each new call.
 A sample that the limiter holds back is retried in short waits, relaunching finished calls in between, so the
 learner never waits on a worker that has nothing to do. `next` raises the first error a worker raised.
@@ -59,6 +60,13 @@ def imagination_service(cfg, workers: int):
     return WorldModelService.options(**({"num_gpus": 0.5} if spec.device == "cuda" else {})).remote(spec)
 
 
+def worker_placement(cfg) -> tuple[str, dict]:
+    """(device, actor options) of an imagination worker holding its own models: runtime.imagination_worker_gpus
+    GPUs each (its own GPU, or a share of one), else the CPU."""
+    gpus = cfg.runtime.imagination_worker_gpus
+    return ("cuda", {"num_gpus": gpus}) if gpus else ("cpu", {})
+
+
 def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "imagined",
                     online=None) -> "ImaginedSource":
     """The main job's source: `workers` workers from the run's config sections, on the run's Redis. With
@@ -70,11 +78,12 @@ def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "
     else:
         service = imagination_service(cfg, workers) if cfg.runtime.imagine_on == "service" else None
         offset = SERVICE_VERSION_OFFSET
+    device, options = worker_placement(cfg) if service is None else ("cpu", {})
     specs = [WorkerSpec(tokenizer=cfg.tokenizer.model, dynamics=cfg.dynamics.model, heads=cfg.agent.heads,
                         action_space=run_action_space(cfg), train=cfg.imagination.train,
                         generation=cfg.dynamics.generation, context_table=cfg.data.ingest.table, table=table,
-                        seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1), service=service, version_offset=offset)
-             for k in range(workers)]
+                        seed=cfg.seed + WORKER_SEED_OFFSET * (k + 1), service=service, version_offset=offset,
+                        device=device) for k in range(workers)]
     table_ = trajectory_table(store, table, seed=cfg.seed)
     table_.check_fits(cfg.imagination.train.batch_size * cfg.imagination.train.horizon)
     print(f"imagination: {workers} Ray imagination workers write table {table!r} "
@@ -82,13 +91,14 @@ def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "
           + (", rolling out through the online collection's world-model service" if shared else
              ", rolling out through the world-model service" if service is not None else ""), flush=True)
     return ImaginedSource(table_, specs, runner_replay_config(cfg, store), tokenizer, trainer,
-                          timeout=cfg.replay.block_timeout_s, service=service, shared=shared)
+                          timeout=cfg.replay.block_timeout_s, service=service, shared=shared, worker_options=options)
 
 
 class ImaginedSource:
     def __init__(self, table, specs: list[WorkerSpec], replay_cfg, tokenizer, trainer, timeout: float = 600.0,
-                 service=None, shared: bool = False):
-        """shared: the service belongs to the online collection, which loaded and publishes the weights."""
+                 service=None, shared: bool = False, worker_options: dict | None = None):
+        """shared: the service belongs to the online collection, which loaded and publishes the weights;
+        worker_options: the workers' actor options (their GPUs, worker_placement)."""
         self.table, self.timeout, self.service, self.shared, self.sending = table, timeout, service, shared, None
         state = None
         if service is None:
@@ -98,7 +108,9 @@ class ImaginedSource:
             ray.get(service.set_weights.remote(trainer.step + SERVICE_VERSION_OFFSET, ray.put(
                 {"tokenizer": _cpu_state(tokenizer), "dynamics": _cpu_state(trainer.model),
                  "heads": _cpu_state(trainer.heads), "prior": _cpu_state(trainer.prior)})))
-        self.workers = [ImaginationWorkerActor.remote(spec, replay_cfg, state, trainer.step) for spec in specs]
+        self.workers = [ImaginationWorkerActor.options(**(worker_options or {})).remote(spec, replay_cfg, state,
+                                                                                       trainer.step)
+                        for spec in specs]
         self.version, self.heads = trainer.step, None  # None: the workers already hold this version
         self.calls = {worker.produce.remote(self.version): worker for worker in self.workers}
         self.produced = 0

@@ -142,3 +142,14 @@ def test_workers_imagining_through_the_service_store_the_rollouts_the_driver_wou
     [match] = [t for t in candidates if np.array_equal(t.actions, first.actions)]
     for name in ("agent", "log_probs", "prior_log_probs", "rewards", "values"):
         np.testing.assert_allclose(getattr(match, name), getattr(first, name), atol=1e-5, err_msg=name)
+
+
+def test_workers_with_gpus_ask_ray_for_them_and_hold_their_models_there():
+    """runtime.imagination_worker_gpus: each worker holding its own models gets that many GPUs from Ray and
+    builds its models on "cuda" (no GPU here: the placement is checked, not run); 0 keeps them on the CPU."""
+    from system.run.config import load
+    from system.runtime.imagination_workers import worker_placement
+
+    assert worker_placement(load(["runtime.imagination_workers=2"])) == ("cpu", {})
+    assert worker_placement(load(["runtime.imagination_workers=2", "runtime.imagination_worker_gpus=0.5"])) == \
+        ("cuda", {"num_gpus": 0.5})

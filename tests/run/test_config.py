@@ -23,6 +23,11 @@ def test_where_imagination_workers_roll_out_is_checked_by_name():
     assert load(["runtime.imagine_on=service"]).runtime.imagine_on == "service"
     with pytest.raises(ConfigError, match=r"runtime.imagine_on = 'gpu': expected one of \('worker', 'service'\)"):
         load(["runtime.imagine_on=gpu"])
+    assert load(["runtime.imagination_worker_gpus=0.5"]).runtime.imagination_worker_gpus == 0.5
+    with pytest.raises(ConfigError, match=r"runtime.imagination_worker_gpus = 1.0 .* only with runtime.imagine_on"):
+        load(["runtime.imagination_worker_gpus=1", "runtime.imagine_on=service"])
+    with pytest.raises(ConfigError, match=r"runtime.imagination_worker_gpus = -1.0 must be >= 0"):
+        load(["runtime.imagination_worker_gpus=-1"])
 
 
 def test_the_evaluation_backend_is_checked_by_name():
