@@ -88,7 +88,7 @@ class Imagination:
             raise ValueError(f"imagine: horizon = {request.horizon} must be >= 1")
         return dataclasses.replace(request, context=context, actions=actions)
 
-    def _take_sampler(self, batch: int) -> CachedSampler:
+    def take_sampler(self, batch: int) -> CachedSampler:
         """An idle sampler of `batch` rows (each rollout in progress holds its own KV cache)."""
         idle = self.samplers.get(batch)
         if idle:
@@ -96,10 +96,11 @@ class Imagination:
         param = next(self.dynamics.parameters())
         return CachedSampler(self.dynamics, self.generation, batch, param.device, param.dtype)
 
-    def _give_back(self, sampler: CachedSampler) -> None:
-        if sum(map(len, self.samplers.values())) >= SAMPLERS_KEPT:   # drop the oldest idle one
-            oldest = next(size for size, idle in self.samplers.items() if idle)
-            self.samplers[oldest].pop(0)
+    def give_back(self, sampler: CachedSampler) -> None:
+        """Back to the pool of idle samplers (at most SAMPLERS_KEPT: one of the earliest-seen size makes room)."""
+        if sum(map(len, self.samplers.values())) >= SAMPLERS_KEPT:
+            earliest = next(size for size, idle in self.samplers.items() if idle)
+            self.samplers[earliest].pop(0)
         self.samplers.setdefault(sampler.batch, []).append(sampler)
 
     def start(self, requests: list[ImagineRequest], version: int) -> "ImagineBatch":
@@ -156,7 +157,7 @@ class ImagineBatch(Unfinished):
                 return None
             if self.rollout is None:
                 context = torch.cat(self.encoded)
-                self.sampler = imagination._take_sampler(context.shape[0])
+                self.sampler = imagination.take_sampler(context.shape[0])
                 self.rollout = Rollout(self.sampler, imagination.heads, imagination.prior, context, self.actions,
                                        self.task, self.horizon, self.streams, argmax=self.argmax,
                                        policy_version=self.version)
@@ -173,7 +174,7 @@ class ImagineBatch(Unfinished):
 
     def _release(self) -> None:
         if self.sampler is not None:
-            self.imagination._give_back(self.sampler)
+            self.imagination.give_back(self.sampler)
             self.sampler = None
 
 

@@ -21,10 +21,10 @@ before it run before it, later ones after it, so no batch mixes two states. An e
 every caller of that batch.
 
 Long batches can run a piece at a time: run_batch returns an `Unfinished` (the world-model service's imagine
-rollouts, one frame per piece), which goes back in line behind the requests that arrived meanwhile, so they
-wait at most one piece, not the whole batch; its callers get their results when its last piece is done. A
-control call that arrived during a batch still waits for all its pieces (no rollout mixes two weight versions),
-and so do the requests behind that control call.
+rollouts, in pieces of about one imagined frame's work), which goes back in line behind the requests that
+arrived meanwhile, so a request waits for at most one piece of each batch in progress, not for whole batches;
+the batch's callers get their results when its last piece is done. A control call that arrived during a batch
+still waits for all its pieces (no rollout mixes two weight versions), and so do the requests behind it.
 """
 
 from __future__ import annotations
@@ -163,8 +163,8 @@ class RequestBatcher:
                 future.set_result(result)
 
     def _resume_later(self, resume: _Resume) -> None:
-        """Behind every request that arrived meanwhile (they go first: a request waits at most one piece), but
-        before the first control call, which must not run in the middle of a batch."""
+        """Behind every request that arrived meanwhile (they go first: a request waits for at most one piece of
+        each batch in progress), but before the first control call, which must not run in the middle of a batch."""
         while not self.queue.empty():
             self.waiting.append(self.queue.get_nowait())
         at = next((i for i, item in enumerate(self.waiting) if item[0] is _CONTROL), len(self.waiting))
