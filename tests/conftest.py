@@ -145,3 +145,16 @@ def sigint_reaches_children():
         signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_finished_run(tmp_path_factory):
+    """One finished run of the tiny main-job config (tests/test_main.py's CONTRACT), shared by the main-job and
+    evaluation tests: read only; a test that writes into a run works on a copy."""
+    from system.main import run
+    from system.run.config import load
+    from tests.test_main import CONTRACT
+
+    run_dir = tmp_path_factory.mktemp("tiny-run") / "run"
+    run(load(CONTRACT + [f"run_dir={run_dir}"]))
+    return run_dir

@@ -10,15 +10,14 @@ import torch
 
 from system.evaluate import UniformPolicy, evaluate_run, held_out_windows, main
 from system.imagination.open_loop import pixel_mse_per_step, psnr_db
-from system.main import run
 from system.run.config import load
-from tests.test_main import TINY
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
+def finished_run(tiny_finished_run, tmp_path_factory):
+    """A copy of the session's tiny finished run (tests/conftest.py): evaluation writes into it."""
     run_dir = tmp_path_factory.mktemp("evaluate") / "run"
-    run(load(TINY + [f"run_dir={run_dir}", "eval.episodes=0"]))
+    shutil.copytree(tiny_finished_run, run_dir)
     return run_dir
 
 

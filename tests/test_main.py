@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import pytest
 import torch
 
 from system.main import main, run
@@ -27,16 +26,8 @@ TINY = ["--config", "configs/smoke.yaml", "replay.backend=embedded", "logging.wa
 CONTRACT = TINY + ["eval.every=1", "eval.periodic_episodes=1"]
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """One finished tiny run (read only: a test that changes it works on a copy)."""
-    run_dir = tmp_path_factory.mktemp("main") / "run"
-    run(load(CONTRACT + [f"run_dir={run_dir}"]))
-    return run_dir
-
-
-def test_main_job_leaves_the_run_directory_contract(finished_run):
-    run_dir = finished_run
+def test_main_job_leaves_the_run_directory_contract(tiny_finished_run):   # a CONTRACT run (tests/conftest.py)
+    run_dir = tiny_finished_run
     cfg = load(CONTRACT + [f"run_dir={run_dir}"])
     # config.yaml is the resolved config and reloads to the same object
     assert load_config(Config, run_dir / "config.yaml") == cfg
@@ -77,9 +68,9 @@ def test_main_job_leaves_the_run_directory_contract(finished_run):
     assert line["episodes"] == 2 and line["score"] == summary["score"]
 
 
-def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(finished_run, tmp_path, capsys):
+def test_rerun_in_the_same_directory_resumes_instead_of_starting_over(tiny_finished_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    shutil.copytree(finished_run, run_dir)
+    shutil.copytree(tiny_finished_run, run_dir)
     capsys.readouterr()
     before = torch.load(run_dir / "checkpoints" / "tokenizer.pt", weights_only=True)
     run(load(TINY + [f"run_dir={run_dir}", "tokenizer.train.steps=6", "dynamics.train.steps=6",
