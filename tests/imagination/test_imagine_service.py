@@ -125,3 +125,30 @@ def test_rollouts_advanced_piece_by_piece_in_turn_are_the_rollouts_each_gets_alo
             assert np.array_equal(getattr(results["first"], name), getattr(expected, name)), name
             assert np.array_equal(getattr(results["second"], name), getattr(expected_other, name)), name
         assert [len(idle) for idle in service.imagination.samplers.values()] == [2]   # both back, one per batch
+
+
+class PixelTokenizer:
+    """A stand-in encoder whose latents are the frame's first pixels: every row's latents differ (the tiny random
+    tokenizer maps these Crafter frames to one code, so it cannot tell rows apart)."""
+
+    def __init__(self, cfg):
+        self.cfg, self.shape = cfg, (cfg.num_latents, cfg.latent_dim)
+
+    def encode(self, x):
+        return x.flatten(2)[..., :self.shape[0] * self.shape[1]].reshape(*x.shape[:2], *self.shape)
+
+
+def test_the_start_frames_are_encoded_a_chunk_of_rows_per_piece_in_row_order(crafter_frames):
+    service, models = service_and_models()
+    tokenizer = PixelTokenizer(models[0].cfg)
+    service.imagination.tokenizer = tokenizer
+    rows = 5
+    frames = crafter_frames(11, 5 * T0)[:rows * T0].reshape(rows, T0, 64, 64, 3)
+    actions = np.random.default_rng(11).integers(0, 17, (rows, T0, 1))
+    batch = service.run_batch([service.admit_imagine(ImagineRequest(frames, actions, H, seed=5))])
+    assert len(batch.pending) == T0                      # T0 chunks of ceil(5 / T0) = 3 and 2 rows
+    for _ in range(T0):
+        assert batch.advance() is None
+    expected = models[1].pack(tokenizer.encode(torch.from_numpy(frames).float() / 255.0))
+    assert torch.equal(torch.cat(batch.encoded), expected) and not batch.pending
+    assert batch.advance() is None and batch.rollout is not None   # the prefill, then the frames
