@@ -18,9 +18,9 @@ meet in one event loop, where system/imagination/request_batcher.py gathers them
 imagine requests of one shape), at most spec.max_wait_ms after the first or spec.max_batch rows, for
 system/imagination/acting_service.py, which owns the models, the slots and the weights version. The oldest
 waiting request opens each batch, so acts and imagine requests do not starve each other, and an imagine batch
-runs a frame at a time with the acts that arrived meanwhile answered between its frames: an act waits for at
-most one imagined frame, not a whole rollout. A weight swap waits its turn between two batches (after every
-frame of a rollout in progress), so every action and trajectory comes with the version that computed it and no
+runs in pieces of about one imagined frame's work with the acts that arrived meanwhile answered between them:
+an act waits for at most one piece of each rollout in progress, not a whole rollout. A weight swap waits its
+turn between two batches (after the last piece of a rollout in progress), so every action and trajectory comes with the version that computed it and no
 batch mixes versions. Weights arrive as an object reference (Ray's object store), never through the replay
 store.
 """

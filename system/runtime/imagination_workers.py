@@ -72,7 +72,7 @@ def imagined_source(cfg, store, tokenizer, trainer, workers: int, table: str = "
     """The main job's source: `workers` workers from the run's config sections, on the run's Redis. With
     runtime.imagine_on = service and an online collection (`online`, begun with phase 3's heads and prior), the
     workers imagine through the collection's service, which the collection publishes to."""
-    shared = cfg.runtime.imagine_on == "service" and online is not None and online.imagines
+    shared = online is not None and online.imagines   # imagines: imagine_on = service with workers
     if shared:
         service, offset = online.service, phase_version(cfg, "imagination", 0)
     else:
