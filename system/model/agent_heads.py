@@ -3,6 +3,7 @@
     heads = AgentHeads(AgentHeadsConfig(), action_space.components, agent_tokens=S_g, dim=D)
     heads.policy(h) / heads.reward(h) / heads.value(h) / heads.continuation(h)   # h (..., S_g, D)
     heads.slow_value                     # SlowCopy of the value head: the bootstrap values of phase 3
+    heads.features.observe(h)            # the running statistics every head standardises h with (phase 2 only)
 
 See policy_head.py and scalar_heads.py for the index conventions of each head.
 """
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
+from system.model.feature_standardizer import FeatureStandardizer
 from system.model.policy_head import PolicyHead
 from system.model.scalar_heads import ContinuationHead, RewardHead, ValueHead
 from system.model.slow_copy import SlowCopy
@@ -45,8 +47,11 @@ class AgentHeads(nn.Module):
             raise ValueError("the agent heads need dynamics.model.agent_tokens >= 1")
         self.cfg = cfg
         in_dim = agent_tokens * dim
-        self.policy = PolicyHead(components, in_dim, cfg.hidden, cfg.layers, cfg.mtp)
-        self.reward = RewardHead(in_dim, cfg.hidden, cfg.layers, cfg.bins, cfg.mtp)
-        self.value = ValueHead(in_dim, cfg.hidden, cfg.layers, cfg.bins)
-        self.continuation = ContinuationHead(in_dim, cfg.hidden, cfg.layers) if cfg.continuation else None
+        # one standardizer of h for every head: phase 2 observes the features, all heads read them alike
+        self.features = FeatureStandardizer(in_dim)
+        self.policy = PolicyHead(components, in_dim, cfg.hidden, cfg.layers, cfg.mtp, self.features)
+        self.reward = RewardHead(in_dim, cfg.hidden, cfg.layers, cfg.bins, cfg.mtp, self.features)
+        self.value = ValueHead(in_dim, cfg.hidden, cfg.layers, cfg.bins, self.features)
+        self.continuation = (ContinuationHead(in_dim, cfg.hidden, cfg.layers, self.features) if cfg.continuation
+                             else None)
         self.slow_value = SlowCopy(self.value, cfg.value_ema_decay)

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from system.model.feature_standardizer import FeatureStandardizer
+
 
 def mlp(in_dim: int, hidden: int, layers: int) -> nn.Sequential:
     """The small trunk every agent head uses: `layers` x (Linear, RMSNorm, SiLU)."""
@@ -95,7 +97,10 @@ class FactoredPolicy:
 
 
 class PolicyHead(nn.Module):
-    def __init__(self, components: Sequence, in_dim: int, hidden: int = 256, layers: int = 2, mtp: int = 8):
+    def __init__(self, components: Sequence, in_dim: int, hidden: int = 256, layers: int = 2, mtp: int = 8,
+                 inputs: FeatureStandardizer | None = None):
+        """inputs: the standardizer of h shared by the agent's heads (AgentHeads); a fresh one (the identity
+        until observed) when None."""
         super().__init__()
         if mtp < 0:
             raise ValueError(f"policy mtp = {mtp} must be >= 0 (0: the current action only)")
@@ -104,6 +109,7 @@ class PolicyHead(nn.Module):
         self.kinds = tuple(c.kind for c in components)
         self.sizes = [1 if c.kind == "binary" else c.num_classes for c in components]
         self.mtp = mtp
+        self.inputs = inputs if inputs is not None else FeatureStandardizer(in_dim)
         self.trunk = mlp(in_dim, hidden, layers)
         self.outputs = nn.ModuleList(nn.Linear(hidden, sum(self.sizes)) for _ in range(mtp + 1))
 
@@ -112,9 +118,9 @@ class PolicyHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> FactoredPolicy:
         """h (..., S_g, D) -> distribution with batch shape (..., L + 1): distance n predicts step t+1+n."""
-        x = self.trunk(h.flatten(-2))
+        x = self.trunk(self.inputs(h.flatten(-2)))
         return self._dist(torch.stack([out(x) for out in self.outputs], -2))
 
     def act(self, h: torch.Tensor) -> FactoredPolicy:
         """h (..., S_g, D) -> the distribution of the action taken now (distance 0), batch shape (...)."""
-        return self._dist(self.outputs[0](self.trunk(h.flatten(-2))))
+        return self._dist(self.outputs[0](self.trunk(self.inputs(h.flatten(-2)))))

@@ -11,7 +11,8 @@ Agent features: the relevant sequences are re-noised to the context level genera
 (generation.context_signal, d = d_min) and run through the dynamics model with their task ids; h_t of that
 pass feeds the heads (so heads train on the same features they read at test time). Gradients of BC and reward
 reach the transformer through the agent tokens only (nothing reads agent tokens, the latents are unaffected).
-Every term is divided by its own running RMS (detached; system/objectives/loss_norm.py).
+Every term is divided by its own running RMS (detached; system/objectives/loss_norm.py). The heads read h
+standardised by running per-feature statistics that this phase alone updates (system/model/feature_standardizer.py).
 Every row draws its noise from its own seed (trainer seed, step, row), so with data parallelism (`shard`,
 `grad_sync`, `rank_mean`: system/training/data_parallel.py) N ranks take the step one process takes on the
 global batch.
@@ -39,6 +40,8 @@ class AgentTrainConfig:
     seq_len: int = 32              # steps per sequence; must cover L + 2 for the farthest MTP target
     relevant_fraction: float = 0.5  # share of rows that are task-relevant (BC, reward); the rest dynamics (paper 0.5)
     relevant_table: str = ""       # replay table of task-relevant sequences; empty: data.ingest.table
+    rewarded_share: float = 0.0    # of the relevant rows: windows holding a reward (Crafter: task = score)
+    rewarded_threshold: float = 0.5  # |reward| that makes a window "rewarded" (Crafter achievements: 1)
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_steps: int = 100
@@ -50,6 +53,10 @@ class AgentTrainConfig:
         if not 0.0 < self.relevant_fraction < 1.0:
             raise ValueError(f"relevant_fraction = {self.relevant_fraction} must lie strictly between 0 and 1 "
                              "(both halves of the mixture need rows)")
+        if not 0.0 <= self.rewarded_share <= 1.0:
+            raise ValueError(f"rewarded_share = {self.rewarded_share} must lie in [0, 1]")
+        if self.rewarded_threshold <= 0.0:
+            raise ValueError(f"rewarded_threshold = {self.rewarded_threshold} must be > 0")
         if self.batch_size < 2:
             raise ValueError(f"batch_size = {self.batch_size} must be >= 2 (uniform and relevant rows)")
         if self.steps < 0 or self.seq_len < 2:
@@ -90,16 +97,20 @@ class ReplayDraws(NamedTuple):
 def replay_losses(model, policy, reward, continuation, uniform: AgentBatch, relevant: AgentBatch,
                   shortcut: ShortcutConfig, dynamics_step: int, context_noise: float,
                   generator: torch.Generator | None = None, draws: ReplayDraws | None = None,
-                  rank_mean=None) -> tuple[dict[str, torch.Tensor], dict]:
+                  rank_mean=None, observe=None) -> tuple[dict[str, torch.Tensor], dict]:
     """The phase-2 terms on replay rows: shortcut forcing on `uniform`; BC of `policy`, reward and (if the head
     exists) continuation on the agent features of `relevant`. Phase 3's full finetuning reuses them with the
     frozen prior as `policy` (its BC keeps the features the prior reads meaningful). Random numbers come from
-    `generator`, or from `draws` (drawn row by row); rank_mean: data parallel (agent_losses)."""
+    `generator`, or from `draws` (drawn row by row); rank_mean: data parallel (agent_losses). observe: the heads'
+    FeatureStandardizer, updated with the relevant rows' features before the heads read them (phase 2; phase 3
+    keeps the statistics phase 2 left)."""
     dyn, metrics = shortcut_loss(model, uniform.z1, uniform.actions, shortcut, dynamics_step, generator,
                                  uniform.task, draws=draws.uniform if draws else None,
                                  bootstrap_rows=draws.bootstrap_rows if draws else None)
     h = agent_features(model, relevant.z1, relevant.actions, relevant.task, context_noise, generator,
                        noise=draws.relevant_noise if draws else None)
+    if observe is not None:
+        observe.observe(h)
     bc, m_bc = behaviour_cloning_loss(policy(h), relevant.actions, relevant.terminals, rank_mean)
     rew, m_rew = reward_loss(reward, h, relevant.rewards, relevant.terminals, rank_mean)
     terms = {"dynamics": dyn, "bc": bc, "reward": rew}
@@ -150,7 +161,8 @@ class AgentTrainer:
     def losses(self, uniform: AgentBatch, relevant: AgentBatch) -> tuple[dict[str, torch.Tensor], dict]:
         return replay_losses(self.model, self.heads.policy, self.heads.reward, self.heads.continuation, uniform,
                              relevant, self.shortcut, self.dynamics_step + self.step, self.cfg.context_noise,
-                             draws=self.draws(uniform, relevant), rank_mean=self.rank_mean)
+                             draws=self.draws(uniform, relevant), rank_mean=self.rank_mean,
+                             observe=self.heads.features)
 
     def train_step(self, uniform: AgentBatch, relevant: AgentBatch) -> dict[str, float]:
         """One step on this rank's uniform and relevant rows (all of them in one process)."""

@@ -1,12 +1,13 @@
 """Data parallelism inside the learner actors: one torch.distributed process group, gradients averaged.
 
     group = DataParallelGroup.join(rank, world_size, master_addr, master_port)   # gloo on CPU, NCCL on GPU
-    group.attach(trainer)      # grad_sync, rank_mean, shard and every RunningRMS.reduce_value of the trainer
+    group.attach(trainer)      # grad_sync, rank_mean, shard, every RunningRMS / FeatureStandardizer .reduce_value
     ... trainer.step(local_batch) ...   # local batch = global batch / world_size, the same size on every rank
 
 Each rank computes the loss of its equal share of the global batch (a mean over its rows); averaging the
 gradients over ranks then gives the gradient of the mean over the global batch. The running loss normalisers
-see the mean loss over ranks before they update, so every rank divides by the same RMS as one process would.
+see the mean loss over ranks before they update, so every rank divides by the same RMS as one process would;
+the agent heads' input statistics (FeatureStandardizer) likewise fold in the mean of the ranks' batch moments.
 Means over a masked subset (the agent losses' valid steps) divide by the group's mean count (`rank_mean`).
 Clipping and the optimizer step then run identically on every rank, and the replicas stay equal.
 
@@ -31,6 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from system.model.feature_standardizer import FeatureStandardizer
 from system.objectives.loss_norm import RunningRMS
 
 
@@ -116,6 +118,9 @@ class DataParallelGroup:
                 setattr(trainer, name, value)
         for module in norms.modules():
             if isinstance(module, RunningRMS):
+                module.reduce_value = self.mean
+        for module in trained.modules():   # the agent heads' input statistics (only phase 2 updates them)
+            if isinstance(module, FeatureStandardizer):
                 module.reduce_value = self.mean
         self.broadcast_parameters(trained)
 

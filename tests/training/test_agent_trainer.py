@@ -37,6 +37,26 @@ def test_all_four_terms_train_and_are_normalised_each_by_its_own_rms():
     assert not any(n.startswith(("value.", "slow_value.")) for n in changed)   # no value loss in phase 2
 
 
+def test_the_heads_read_features_standardised_by_the_relevant_rows_statistics():
+    """Phase 2 observes h of the relevant rows (the rows the heads train on) once per step, before the heads read
+    it: after one step the statistics are those of that step's relevant features."""
+    model, heads, trainer = make()
+    g = torch.Generator().manual_seed(3)
+    uniform, relevant = batch(2, 6, g), batch(2, 6, g)
+    draws = trainer.draws(uniform, relevant)
+    with torch.no_grad():
+        from system.training.agent_trainer import agent_features
+        h = agent_features(model.train(), relevant.z1, relevant.actions, relevant.task, trainer.cfg.context_noise,
+                           noise=draws.relevant_noise)
+    trainer.train_step(uniform, relevant)
+    mean, var = heads.features.moments()
+    assert int(heads.features.updates) == 1
+    torch.testing.assert_close(mean, h.flatten(-2).reshape(-1, 32).mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(var, h.flatten(-2).reshape(-1, 32).var(0, unbiased=False), atol=1e-4, rtol=1e-3)
+    trainer.train_step(uniform, relevant)
+    assert int(heads.features.updates) == 2
+
+
 def test_the_task_never_changes_the_latent_prediction():
     model = tiny_model().eval()
     g = torch.Generator().manual_seed(1)

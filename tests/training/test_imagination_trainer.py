@@ -35,6 +35,9 @@ def test_imagined_trajectory_shapes_and_bytes_round_trip():
 
 def test_only_policy_and_value_heads_train_and_the_prior_never_changes():
     model, heads, trainer = make()
+    heads.features.observe(torch.randn(7, 32))   # statistics left by phase 2: phase 3 only reads them
+    statistics = {n: b.clone() for n, b in heads.features.named_buffers()}
+    trainer = ImaginationTrainer(model, heads, trainer.cfg, GenerationConfig(sampling_steps=2), seed=0)
     frozen = {f"model.{n}": p.clone() for n, p in model.named_parameters()}
     frozen.update({f"reward.{n}": p.clone() for n, p in heads.reward.named_parameters()})
     frozen.update({f"continuation.{n}": p.clone() for n, p in heads.continuation.named_parameters()})
@@ -51,6 +54,7 @@ def test_only_policy_and_value_heads_train_and_the_prior_never_changes():
     assert all(torch.equal(dict(trainer.prior.named_parameters())[n], p) for n, p in prior.items())
     assert any(not torch.equal(dict(heads.policy.named_parameters())[n], p) for n, p in policy.items())
     assert metrics["kl_prior"] > 0
+    assert all(torch.equal(b, statistics[n]) for n, b in heads.features.named_buffers())
     assert trainer.imagine(*contexts(g)).policy_version == 3
 
 
