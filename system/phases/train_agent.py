@@ -5,8 +5,8 @@
 In:  the phase-1 dynamics model (trained, from checkpoints/dynamics.pt) and the frozen tokenizer; replay tables
      data.ingest.table (uniform sequences, dynamics loss) and agent.train.relevant_table (task-relevant
      sequences, BC + reward; empty = the same table); held_out = (frames, actions) clips from unseen worlds.
-Each step draws the mixture (agent.train.relevant_fraction of the rows relevant), encodes the frames with the
-frozen tokenizer, and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the
+Each step draws the mixture (agent.train.relevant_fraction of the rows relevant, agent.train.rewarded_share of
+those windows that hold a reward: system/phases/rewarded_rows.py), encodes the frames with the frozen tokenizer, and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the
 replay chunks (-1 = no task).
 With `online` (the main job's runtime.online_steps_per_update > 0: system/runtime/online_collection.py), env
 runners keep collecting into the replay with the policy and dynamics as they train: online.begin before the
@@ -34,6 +34,7 @@ from system.model.dynamics import Dynamics
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.objectives.agent_losses import behaviour_cloning_loss
 from system.phases.frames import frames_to_float
+from system.phases.rewarded_rows import draw_relevant
 from system.phases.steps import PhaseSteps, loaded, rank_store
 from system.replay import ReplayConfig
 from system.run.phase_record import mark_finished, phase_finished
@@ -76,9 +77,10 @@ class AgentSteps(PhaseSteps):
         trainer.shard = shard
 
     def sample(self) -> tuple:
-        length = self.section.train.seq_len
-        return (self.store.sample(self.table, self.rows[0], length),
-                self.store.sample(self.relevant_table, self.rows[1], length))
+        train = self.section.train
+        return (self.store.sample(self.table, self.rows[0], train.seq_len),
+                draw_relevant(self.store, self.relevant_table, self.rows[1], train.seq_len, train.rewarded_share,
+                              train.rewarded_threshold))
 
     def train_on(self, uniform, relevant) -> dict[str, float]:
         """uniform, relevant: replay Batches of this rank's rows."""

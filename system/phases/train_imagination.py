@@ -10,8 +10,8 @@ Each step: contexts -> latents -> ImaginationTrainer.imagine (an ImaginedTraject
 trajectories come from `make_source(trainer).next()` instead, and the heads go back with `publish(trainer)`
 every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
 imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
-relevant_fraction, relevant_table) for the dynamics, prior-BC and reward losses. With `online`, env runners keep
-collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version); when the
+relevant_fraction, relevant_table, rewarded_share) for the dynamics, prior-BC and reward losses. With `online`,
+env runners keep collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version); when the
 imagination workers imagine through the world-model service, it is the collection's, begun with the heads and
 prior, and the collection publishes the heads (with the policy in them) instead of the policy alone. With
 `live_eval` (eval.every > 0): live_eval(version) every eval.every updates, live_eval.poll() after the other
@@ -42,7 +42,8 @@ from system.model.dynamics import Dynamics
 from system.model.tokenizer import Tokenizer, TokenizerConfig
 from system.phases.frames import frames_to_float
 from system.phases.steps import PhaseSteps, loaded, rank_store
-from system.phases.train_agent import replay_batch
+from system.phases.rewarded_rows import draw_relevant
+from system.phases.train_agent import agent_batch, replay_batch
 from system.replay import ReplayConfig
 from system.run.phase_record import mark_finished, phase_finished
 from system.run.progress import progress
@@ -159,8 +160,9 @@ def run_imagination_phase(cfg, store, tokenizer, model, heads, held_out, run_dir
                 uniform_rows, relevant_rows = agent.split()
                 replay = (replay_batch(store, cfg.data.ingest.table, uniform_rows, agent.seq_len, tokenizer, model,
                                        device),
-                          replay_batch(store, agent.relevant_table or cfg.data.ingest.table, relevant_rows,
-                                       agent.seq_len, tokenizer, model, device))
+                          agent_batch(draw_relevant(store, agent.relevant_table or cfg.data.ingest.table,
+                                                    relevant_rows, agent.seq_len, agent.rewarded_share,
+                                                    agent.rewarded_threshold), tokenizer, model, device))
             metrics = trainer.train_step(traj, replay)
             metrics["policy_lag"] = step - traj.policy_version  # updates since the policy that imagined it
             if online is not None:  # the env runners act with the policy as it trains
