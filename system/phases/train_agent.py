@@ -6,8 +6,9 @@ In:  the phase-1 dynamics model (trained, from checkpoints/dynamics.pt) and the 
      data.ingest.table (uniform sequences, dynamics loss) and agent.train.relevant_table (task-relevant
      sequences, BC + reward; empty = the same table); held_out = (frames, actions) clips from unseen worlds.
 Each step draws the mixture (agent.train.relevant_fraction of the rows relevant, agent.train.rewarded_share of
-those windows that hold a reward: system/phases/rewarded_rows.py), encodes the frames with the frozen tokenizer, and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the
-replay chunks (-1 = no task).
+those windows that hold a reward: system/phases/rewarded_rows.py), encodes the frames with the frozen tokenizer,
+and takes one AgentTrainer step (system/training/agent_trainer.py). Task ids come from the replay chunks (-1 =
+no task).
 With `online` (the main job's runtime.online_steps_per_update > 0: system/runtime/online_collection.py), env
 runners keep collecting into the replay with the policy and dynamics as they train: online.begin before the
 first update, online.updated after each (weights version phase_version("agent", step)).

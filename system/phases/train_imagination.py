@@ -11,9 +11,10 @@ trajectories come from `make_source(trainer).next()` instead, and the heads go b
 every runtime.publish_every updates; policy_lag in the metrics counts the updates since the acting policy. With
 imagination.train.full_finetune the step also draws the phase-2 mixture (agent.train: batch_size, seq_len,
 relevant_fraction, relevant_table, rewarded_share) for the dynamics, prior-BC and reward losses. With `online`,
-env runners keep collecting with the policy as it trains (system/runtime/online_collection.py; versions phase_version); when the
-imagination workers imagine through the world-model service, it is the collection's, begun with the heads and
-prior, and the collection publishes the heads (with the policy in them) instead of the policy alone. With
+env runners keep collecting with the policy as it trains (system/runtime/online_collection.py; versions
+phase_version); when the imagination workers imagine through the world-model service, it is the collection's,
+begun with the heads and prior, and the collection publishes the heads (with the policy in them) instead of the
+policy alone. With
 `live_eval` (eval.every > 0): live_eval(version) every eval.every updates, live_eval.poll() after the other
 updates and live_eval.finish() at the end (system/phases/live_eval.py's InDriverLiveEval plays at once; the
 RLlib evaluator plays beside training and writes an evaluation when it has finished).
