@@ -45,14 +45,15 @@ def test_workers_imagine_what_the_driver_would_and_the_learner_trains_on_it(loca
                                                                              crafter_frames):
     url = f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0"
     tables = TablesConfig(imagined=TableConfig(samples_per_insert=1.0, min_size_to_sample=N, error_buffer=N))
-    cfg = ReplayConfig(backend="redis", url=url, tables=tables, block_timeout_s=60.0)
+    # generous timeouts: on a loaded 2-core box the workers' first trajectories took over 60 s (actors start slowly)
+    cfg = ReplayConfig(backend="redis", url=url, tables=tables, block_timeout_s=240.0)
     store = make_store(cfg, seed=0)
     fill_real_table(store, crafter_frames(0, 24))
     tokenizer, dynamics, heads = tiny_models(seed=0)
     trainer = ImaginationTrainer(dynamics, heads, TRAIN, GENERATION, seed=0)
     start = copy.deepcopy((dynamics, heads))
     specs = [WorkerSpec(TOKENIZER, DYNAMICS, HEADS, SPACE, TRAIN, GENERATION, seed=seed) for seed in (11, 12)]
-    source = ImaginedSource(trajectory_table(store, seed=0), specs, cfg, tokenizer, trainer, timeout=60.0)
+    source = ImaginedSource(trajectory_table(store, seed=0), specs, cfg, tokenizer, trainer, timeout=240.0)
     received = []
     try:
         for _ in range(UPDATES):
@@ -99,7 +100,8 @@ def test_workers_imagining_through_the_service_store_the_rollouts_the_driver_wou
                                                                                    crafter_frames):
     url = f"redis://:{redis_server.password}@127.0.0.1:{redis_server.port}/0"
     tables = TablesConfig(imagined=TableConfig(samples_per_insert=1.0, min_size_to_sample=N, error_buffer=N))
-    cfg = ReplayConfig(backend="redis", url=url, tables=tables, block_timeout_s=60.0)
+    # generous timeouts: on a loaded 2-core box the workers' first trajectories took over 60 s (actors start slowly)
+    cfg = ReplayConfig(backend="redis", url=url, tables=tables, block_timeout_s=240.0)
     store = make_store(cfg, seed=0)
     fill_real_table(store, crafter_frames(0, 24))
     tokenizer, dynamics, heads = tiny_models(seed=0)
@@ -109,7 +111,7 @@ def test_workers_imagining_through_the_service_store_the_rollouts_the_driver_wou
                                                    max_batch=2 * B, max_wait_ms=20.0, threads=1))
     specs = [WorkerSpec(TOKENIZER, DYNAMICS, HEADS, SPACE, TRAIN, GENERATION, seed=seed, service=service)
              for seed in (11, 12)]
-    source = ImaginedSource(trajectory_table(store, seed=0), specs, cfg, tokenizer, trainer, timeout=60.0,
+    source = ImaginedSource(trajectory_table(store, seed=0), specs, cfg, tokenizer, trainer, timeout=240.0,
                             service=service)
     received = []
     try:
