@@ -22,11 +22,16 @@ def _runners(ray, cfg, count: int, envs: int = 2):
         EnvRunnerSpec(index=k, envs=envs, max_episode_steps=40, seed=3), cfg) for k in range(count)]
 
 
-def _check_acknowledged_chunks_are_stored(store, report):
+def _check_acknowledged_chunks_are_stored(store, report, steps_per_call: int = 40, envs: int = 2):
     for episode_id, offset, steps in report.chunks:
         chunk = store.get_chunk("real", episode_id, offset)
         assert len(chunk.frames) == steps and chunk.frames.shape[1:] == (64, 64, 3)
-    assert store.stats("real").steps == sum(steps for _, _, steps in report.chunks)
+    # a call lost to a kill may have stored its chunks before the kill (seen under load: 42 steps more than
+    # acknowledged), at most one call's worth per lost call: envs x (steps_per_call + a reset frame)
+    acknowledged = sum(steps for _, _, steps in report.chunks)
+    stored = store.stats("real").steps
+    assert acknowledged <= stored <= acknowledged + report.lost_calls * envs * (steps_per_call + 1), (stored,
+                                                                                                     acknowledged)
 
 
 def test_a_killed_runner_restarts_and_no_acknowledged_chunk_is_lost(local_ray, redis_server):
