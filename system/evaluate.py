@@ -209,7 +209,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 20, clips: int = 16, seed:
             store.close()
     frames = frames_to_float(frames_np, device)
     actions = torch.from_numpy(actions_np).to(device).long()
-    quality = {"run_dir": str(run_dir), "config": cfg.name, "seed": seed, "clips": clips,
+    quality = {"run_dir": str(run_dir), "config": cfg.name, "training_seed": cfg.seed, "seed": seed, "clips": clips,
                "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads, "
                           f"{device.type}".strip(),
                "date": time.strftime("%Y-%m-%d %H:%M"), "targets": TARGETS}

@@ -11,6 +11,7 @@ import torch
 from system.evaluate import UniformPolicy, evaluate_run, held_out_windows, main
 from system.imagination.open_loop import pixel_mse_per_step, psnr_db
 from system.run.config import load
+from system.run.seed_spread import FIGURES, seed_spread
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,17 @@ def test_quality_json_holds_every_phase_and_its_baselines(finished_run, capsys):
     for name in ("quality_reconstructions.png", "quality_open_loop.png", "quality_open_loop.mp4",
                  "quality_curves.png"):
         assert (finished_run / "videos" / name).stat().st_size > 0, name
+
+
+def test_the_seed_spread_reads_every_figure_of_a_real_quality_json(finished_run):
+    """system/run/seed_spread.py reads quality.json by key: a renamed key here would leave its row empty."""
+    if not (finished_run / "quality.json").exists():
+        evaluate_run(finished_run, episodes=1, clips=2, say=lambda line: None)
+    quality = json.loads((finished_run / "quality.json").read_text())
+    assert quality["training_seed"] == load(["--config", str(finished_run / "config.yaml")]).seed
+    figures = seed_spread([quality, quality])["figures"]
+    eight_frames = {name for name in FIGURES if "8 frames" in name}  # the tiny run's horizon is 3 frames
+    assert {name for name, figure in figures.items() if figure["n"] == 2} == set(FIGURES) - eight_frames
 
 
 def test_held_out_windows_are_seeded_random_offsets_of_held_out_worlds(finished_run):
