@@ -7,7 +7,7 @@ Reads RUN_DIR/config.yaml and checkpoints/{tokenizer,dynamics,agent,imagination}
 stopped after phase 1 gets the world-model figures only) and writes into RUN_DIR:
 - quality.json: the figures below, with the targets and whether each is met, the settings and the machine;
 - videos/quality_reconstructions.png (rows: real, reconstruction), quality_open_loop.png (rows: real,
-  imagined) and quality_open_loop.mp4 (real left, imagined right), quality_curves.png (metrics.jsonl).
+  imagined), quality_open_loop.mp4 and .gif (real left, imagined right), quality_curves.png (metrics.jsonl).
 
 Figures (Crafter, held-out worlds: collection seed + 1_000_003, windows at random offsets of each episode,
 seeded by --seed, so every call on the same checkpoints gives the same numbers):
@@ -158,6 +158,7 @@ def dynamics_figures(cfg: Config, tokenizer, dynamics, frames, actions, seed: in
     write_grid(run_dir / "videos" / "quality_open_loop.png", rows)
     side = torch.cat([torch.cat([truth[i], result.imagined[i]], dim=2) for i in range(min(4, len(truth)))], dim=1)
     write_video(run_dir / "videos" / "quality_open_loop.mp4", side, fps=4)
+    write_video(run_dir / "videos" / "quality_open_loop.gif", side, fps=4, scale=2)  # plays inline in markdown
     return out
 
 

@@ -47,7 +47,7 @@ def test_quality_json_holds_every_phase_and_its_baselines(finished_run, capsys):
         assert agent[policy]["episodes"] == 1 and 0 <= agent[policy]["score"] <= 100, policy
     assert isinstance(agent["ordered_as_targeted"], bool)
     for name in ("quality_reconstructions.png", "quality_open_loop.png", "quality_open_loop.mp4",
-                 "quality_curves.png"):
+                 "quality_open_loop.gif", "quality_curves.png"):
         assert (finished_run / "videos" / name).stat().st_size > 0, name
 
 
