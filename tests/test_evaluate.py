@@ -11,7 +11,7 @@ import torch
 from system.evaluate import UniformPolicy, evaluate_run, held_out_windows, main
 from system.imagination.open_loop import pixel_mse_per_step, psnr_db
 from system.run.config import load
-from system.run.seed_spread import FIGURES, seed_spread
+from system.run.seed_spread import CHECKS, FIGURES, seed_spread
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +57,11 @@ def test_the_seed_spread_reads_every_figure_of_a_real_quality_json(finished_run)
         evaluate_run(finished_run, episodes=1, clips=2, say=lambda line: None)
     quality = json.loads((finished_run / "quality.json").read_text())
     assert quality["training_seed"] == load(["--config", str(finished_run / "config.yaml")]).seed
-    figures = seed_spread([quality, quality])["figures"]
+    spread = seed_spread([quality, quality])
     eight_frames = {name for name in FIGURES if "8 frames" in name}  # the tiny run's horizon is 3 frames
-    assert {name for name, figure in figures.items() if figure["n"] == 2} == set(FIGURES) - eight_frames
+    assert {name for name, figure in spread["figures"].items() if figure["n"] == 2} == set(FIGURES) - eight_frames
+    assert set(spread["checks"]) == {name for name in CHECKS if "8 frames" not in name}
+    assert all(check["of"] == 2 for check in spread["checks"].values())
 
 
 def test_held_out_windows_are_seeded_random_offsets_of_held_out_worlds(finished_run):

@@ -11,16 +11,19 @@ from system.run.seed_spread import main, markdown, seed_spread
 
 
 def quality(seed: int, tokenizer: float, open8: float, copy8: float, scores: tuple | None) -> dict:
+    """A quality.json as system/evaluate.py writes it, with its yes/no flags computed as it computes them."""
     out = {"run_dir": f"runs/c-{seed}", "config": "crafter-cpu", "training_seed": seed,
-           "tokenizer": {"held_out_psnr_db": tokenizer, "retrieval": 0.8},
+           "tokenizer": {"held_out_psnr_db": tokenizer, "retrieval": 0.8, "meets_target": tokenizer >= 30.0},
            "dynamics": {"horizon": 16, "open_loop_psnr_db_8": open8, "copy_last_psnr_db_8": copy8,
                         "open_loop_psnr_db_16": open8 - 1, "copy_last_psnr_db_16": copy8 - 1.5,
+                        "beats_copy_last_8": open8 > copy8, "beats_copy_last_16": open8 - 1 > copy8 - 1.5,
                         "open_loop_latent_mse": 0.3, "copy_last_latent_mse": 0.2, "action_gap_db": 0.1,
-                        "k_gap_db": 0.4},
+                        "k_gap_db": 0.4, "k_within_target": True},
            "agent": None}
     if scores is not None:
         out["agent"] = {name: {"score": s, "mean_return": s / 2}
                         for name, s in zip(("random", "bc", "imagination"), scores)}
+        out["agent"]["ordered_as_targeted"] = scores[2] > scores[1] > scores[0]
     return out
 
 
